@@ -1,0 +1,153 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""librdkafka configuration: defaults, validation and redaction.
+
+The clients take librdkafka properties as keyword arguments
+(``**{'queue.buffering.max.messages': 1000}``) and pass them through. What
+this module adds: bootstrap servers given as a string or a list, the
+library's defaults, errors that name the offending property at
+construction, and secret values kept out of every log line, repr and error.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import re
+import typing
+
+import confluent_kafka
+
+from monasca_common.confluent_kafka import errors
+
+# Properties whose values are secrets: never logged, never in a repr or an
+# error message.
+_SECRET_KEY = re.compile(r'password|secret|passphrase|token|credential|'
+                         r'sasl\.oauthbearer\.config|ssl\.key\.pem|'
+                         r'ssl_key|ssl\.keystore', re.IGNORECASE)
+
+PRODUCER_DEFAULTS: dict[str, typing.Any] = {
+    # acks=all, in-order, no duplicates on the broker when librdkafka
+    # retries a request whose response was lost.
+    'enable.idempotence': True,
+    # A little lingering builds real batches without hurting latency.
+    'linger.ms': 5,
+    'batch.num.messages': 10000,
+    # librdkafka's default (300 s) keeps an API accepting data for five
+    # minutes after Kafka has gone; two minutes rides out a broker restart
+    # or a leader election and matches the Java client's delivery timeout.
+    'message.timeout.ms': 120000,
+    'compression.type': 'none',
+}
+
+CONSUMER_DEFAULTS: dict[str, typing.Any] = {
+    # Offsets are committed only for what was handed to the caller.
+    'enable.auto.commit': False,
+    'enable.auto.offset.store': False,
+    # A new group reads from the start, as the ZooKeeper-based client did.
+    'auto.offset.reset': 'earliest',
+    # Incremental rebalancing: members keep their other partitions while
+    # one moves.
+    'partition.assignment.strategy': 'cooperative-sticky',
+    'enable.partition.eof': False,
+}
+
+
+def is_secret(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
+def redacted(config: collections.abc.Mapping) -> dict:
+    """A copy of ``config`` that is safe to log."""
+    return {k: ('*****' if is_secret(k) else v) for k, v in config.items()}
+
+
+def scrub(text: str, config: collections.abc.Mapping) -> str:
+    """Remove the secret values of ``config`` from ``text``."""
+    for key, value in config.items():
+        if is_secret(key) and value not in (None, ''):
+            text = text.replace(str(value), '*****')
+    return text
+
+
+def bootstrap_servers(servers: str | collections.abc.Iterable[str]) -> str:
+    """``host:port[,host:port...]`` from a string or a list of them.
+
+    Lists come from oslo.config ``ListOpt`` values; plain strings from
+    older configuration. Each item may itself hold a comma-separated list.
+    """
+    if isinstance(servers, bytes):
+        servers = servers.decode('utf-8')
+    if isinstance(servers, str):
+        items = [servers]
+    elif isinstance(servers, collections.abc.Iterable):
+        items = list(servers)
+        for item in items:
+            if not isinstance(item, str):
+                raise errors.ConfigurationError(
+                    'bootstrap servers must be strings, got %s'
+                    % type(item).__name__)
+    else:
+        raise errors.ConfigurationError(
+            'bootstrap servers must be a "host:port,..." string or a list '
+            'of them, got %s' % type(servers).__name__)
+    hosts = [h.strip() for item in items for h in item.split(',')]
+    hosts = [h for h in hosts if h]
+    if not hosts:
+        raise errors.ConfigurationError('no Kafka bootstrap servers given')
+    for host in hosts:
+        port = host.rsplit(':', 1)[-1] if ':' in host else ''
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise errors.ConfigurationError(
+                'Kafka bootstrap server %r is not of the form host:port'
+                % host)
+    return ','.join(hosts)
+
+
+def merge(defaults: collections.abc.Mapping, servers, overrides) -> dict:
+    """The librdkafka configuration: defaults, then the caller's values."""
+    config = dict(defaults)
+    for key, value in overrides.items():
+        if not isinstance(key, str) or not key:
+            raise errors.ConfigurationError(
+                'configuration keys must be librdkafka property names, got %r'
+                % (key,))
+        if value is None:
+            # Unset: librdkafka's own default applies.
+            config.pop(key, None)
+        else:
+            config[key] = value
+    config['bootstrap.servers'] = bootstrap_servers(servers)
+    return config
+
+
+def check_group_id(group_id: str) -> str:
+    # An empty group.id makes librdkafka abort the whole process (an
+    # assertion in the consumer constructor), so it never reaches it.
+    if not isinstance(group_id, str) or not group_id.strip():
+        raise errors.ConfigurationError(
+            'group_id must be a non-empty string, got %r' % (group_id,))
+    return group_id
+
+
+def create(client_class: type, config: dict):
+    """Build the librdkafka client; errors name the property, not secrets."""
+    try:
+        return client_class(config)
+    except confluent_kafka.KafkaException as exc:
+        raise errors.ConfigurationError(
+            'invalid Kafka client configuration: %s'
+            % scrub(exc.args[0].str(), config)) from None
+    except (TypeError, ValueError) as exc:
+        raise errors.ConfigurationError(
+            'invalid Kafka client configuration: %s'
+            % scrub(str(exc), config)) from None

@@ -1,0 +1,463 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The consumer-group Kafka consumer, at-least-once.
+
+Kafka manages the group (no ZooKeeper). The consumer remembers, per
+partition, the offset after the last message it *handed* to the caller;
+``commit()`` commits exactly those, synchronously by default, and nothing
+else ever commits: not librdkafka (auto commit and auto offset store are
+off), not ``close()``. A message the service has not processed is therefore
+never committed, and after a crash the group redelivers from the last
+commit: at most what was handed but not committed comes twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import collections.abc
+import inspect
+import logging
+import os
+import threading
+import time
+import typing
+
+import confluent_kafka
+
+from monasca_common.confluent_kafka import config as kafka_config
+from monasca_common.confluent_kafka import errors
+
+LOG = logging.getLogger(__name__)
+
+KafkaError = confluent_kafka.KafkaError
+Message = confluent_kafka.Message
+TopicPartition = confluent_kafka.TopicPartition
+
+# librdkafka hands messages to Python in chunks of this many; the iterator
+# then yields them one by one.
+_FETCH_CHUNK = 500
+# Commit errors meaning "this partition is no longer ours": the new owner
+# will start from the last commit.
+_NOT_OWNED = frozenset((
+    KafkaError._STATE, KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.FENCED_INSTANCE_ID, KafkaError.STALE_MEMBER_EPOCH,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+))
+_FATAL_CONSUME = frozenset((
+    KafkaError._AUTHENTICATION, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError._INVALID_ARG,
+))
+
+
+def _adapt_repartition_callback(callback):
+    """Call ``callback(consumer, partitions)`` or ``callback()``."""
+    if callback is None:
+        return None
+    try:
+        params = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):
+        return callback
+    positional = [p for p in params
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_args = any(p.kind == p.VAR_POSITIONAL for p in params)
+    if not positional and not takes_args:
+        return lambda consumer, partitions: callback()
+    return callback
+
+
+class KafkaConsumer:
+    """Reads a topic as a member of a consumer group.
+
+    :param bootstrap_servers: ``"host:port,..."`` or a list of them.
+    :param group_id: the consumer group; must not be empty.
+    :param topic: a topic name or a list of them.
+    :param fetch_min_bytes: ``fetch.min.bytes`` (librdkafka's default when
+        None: answer as soon as there is data).
+    :param client_id: ``client.id``, when not empty.
+    :param repartition_callback: called before partitions are revoked in a
+        rebalance, as ``callback(consumer, partitions)`` or ``callback()``,
+        so the service can flush and commit; then what was handed out for
+        the revoked partitions is committed.
+    :param commit_callback: ``commit_callback()``, called from the
+        iteration once ``max_commit_interval`` seconds have passed since the
+        last commit, whether or not messages arrive.
+    :param max_commit_interval: seconds, see ``commit_callback``.
+    :param timeout: ``session.timeout.ms``: how long the group waits for a
+        member that stopped answering before giving its partitions away.
+    :param poll_timeout: longest single wait for messages, in seconds; it
+        bounds how soon ``stop()`` takes effect.
+    :param commit_timeout: how long ``commit()`` retries a retriable error
+        (broker away, coordinator moving) before raising.
+    :param config: librdkafka properties, checked now. Defaults:
+        ``enable.auto.commit=false``, ``enable.auto.offset.store=false``,
+        ``auto.offset.reset=earliest``,
+        ``partition.assignment.strategy=cooperative-sticky``.
+    :raises ConfigurationError: empty group id, illegal topic, or an unknown
+        or invalid property.
+    """
+
+    def __init__(self, bootstrap_servers: str | collections.abc.Iterable[str],
+                 group_id: str, topic: str | list[str],
+                 fetch_min_bytes: int | None = None, client_id: str = '',
+                 repartition_callback: typing.Callable | None = None,
+                 commit_callback: typing.Callable[[], typing.Any] | None = None,
+                 max_commit_interval: float = 30,
+                 timeout: int = 10000, *,
+                 poll_timeout: float = 1.0,
+                 commit_timeout: float = 10.0,
+                 **config: typing.Any):
+        self._user_error_cb = config.pop('error_cb', None)
+        extra = {'group.id': kafka_config.check_group_id(group_id),
+                 'session.timeout.ms': timeout}
+        if fetch_min_bytes is not None:
+            extra['fetch.min.bytes'] = fetch_min_bytes
+        if client_id:
+            extra['client.id'] = client_id
+        extra.update(config)
+        self._config = kafka_config.merge(kafka_config.CONSUMER_DEFAULTS,
+                                          bootstrap_servers, extra)
+        self._config['error_cb'] = self._on_client_error
+        self._topics = self._topic_list(topic)
+        self._repartition_callback = _adapt_repartition_callback(
+            repartition_callback)
+        self._commit_callback = commit_callback
+        self._max_commit_interval = max_commit_interval
+        self._poll_timeout = poll_timeout
+        self._commit_timeout = commit_timeout
+        self._closed = False
+        self._stop = False
+        self._close_lock = threading.Lock()
+        self._start()
+
+    @staticmethod
+    def _topic_list(topic) -> list[str]:
+        topics = [topic] if isinstance(topic, str) else list(topic or ())
+        if not topics:
+            raise errors.ConfigurationError('no topic to consume given')
+        for name in topics:
+            if not isinstance(name, str) or not name or len(name) > 249 or \
+                    not all(c.isascii() and (c.isalnum() or c in '._-')
+                            for c in name):
+                raise errors.ConfigurationError(
+                    'illegal Kafka topic name %r: 1 to 249 of a-z A-Z 0-9 '
+                    '. _ -' % (name,))
+        return topics
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
+        # (topic, partition) -> offset after the last message handed out,
+        # and the last offset committed for it.
+        self._handed: dict[tuple[str, int], int] = {}
+        self._committed: dict[tuple[str, int], int] = {}
+        self._buffer: collections.deque = collections.deque()
+        self._last_commit = time.monotonic()
+        self._consumer = kafka_config.create(confluent_kafka.Consumer,
+                                             self._config)
+        self._consumer.subscribe(self._topics, on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke,
+                                 on_lost=self._on_lost)
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise errors.ClientClosedError('the Kafka consumer is closed')
+        if self._pid != os.getpid():
+            # The group membership and librdkafka's threads belong to the
+            # parent; the child joins the group as a member of its own.
+            LOG.info('Kafka consumer used in a forked process (%d); '
+                     'creating a new client for it', os.getpid())
+            self._start()
+
+    # -- reading ------------------------------------------------------------
+
+    def __iter__(self) -> typing.Iterator[Message]:
+        """Yield messages until :meth:`stop` (or :meth:`close`)."""
+        self._check_usable()
+        self._stop = False
+        self._last_commit = time.monotonic()
+        while not self._stop:
+            if not self._buffer:
+                self._fill(self._wait_time())
+            while self._buffer and not self._stop:
+                message = self._buffer.popleft()
+                self._handed[(message.topic(), message.partition())] = \
+                    message.offset() + 1
+                yield message
+                self._check_commit_interval()
+            self._check_commit_interval()
+
+    def consume_batch(self, max_messages: int = 500,
+                      timeout: float | None = None) -> list[Message]:
+        """Up to ``max_messages`` messages, waiting at most ``timeout``.
+
+        An empty list means none arrived in time. The commit callback is
+        served here as in the iteration.
+        """
+        self._check_usable()
+        if timeout is None:
+            timeout = self._poll_timeout
+        if not self._buffer:
+            self._fill(min(timeout, self._wait_time()), max_messages)
+        batch = []
+        while self._buffer and len(batch) < max_messages:
+            batch.append(self._buffer.popleft())
+        for message in batch:
+            self._handed[(message.topic(), message.partition())] = \
+                message.offset() + 1
+        self._check_commit_interval()
+        return batch
+
+    def stop(self) -> None:
+        """End the iteration at its next turn (at most ``poll_timeout``).
+
+        Only sets a flag: safe from a signal handler or another thread.
+        """
+        self._stop = True
+
+    def _wait_time(self) -> float:
+        if self._commit_callback is None:
+            return self._poll_timeout
+        due = self._last_commit + self._max_commit_interval - time.monotonic()
+        return max(0.0, min(self._poll_timeout, due))
+
+    def _fill(self, timeout: float, count: int = _FETCH_CHUNK) -> None:
+        messages = self._consumer.consume(count, timeout)
+        for message in messages:
+            err = message.error()
+            if err is None:
+                self._buffer.append(message)
+            else:
+                self._on_message_error(err)
+
+    def _on_message_error(self, err: KafkaError) -> None:
+        code = err.code()
+        if code == KafkaError._PARTITION_EOF:
+            return
+        if err.fatal() or code in _FATAL_CONSUME:
+            LOG.error('Kafka consumer fatal error: %s', err.str())
+            raise errors.ConsumerError('Kafka consumer error: %s' % err.str())
+        # The broker going away, a topic not there yet, a leader moving:
+        # librdkafka retries by itself; say so and keep waiting.
+        LOG.warning('Kafka consumer: %s (retrying)', err.str())
+
+    def _check_commit_interval(self) -> None:
+        if self._commit_callback is None:
+            return
+        now = time.monotonic()
+        if now - self._last_commit >= self._max_commit_interval:
+            # Restart the interval even if the callback does not commit, so
+            # it is called once per interval, not on every turn.
+            self._last_commit = now
+            self._commit_callback()
+
+    # -- committing ---------------------------------------------------------
+
+    def commit(self, asynchronous: bool = False) -> list[TopicPartition]:
+        """Commit the offsets of what was handed out so far.
+
+        Only partitions with something new are committed; nothing to
+        commit is not an error. A partition no longer owned is dropped with
+        a log line (its new owner resumes from its last commit).
+
+        :param asynchronous: send the commit without waiting for it.
+        :returns: the offsets committed (sent, if asynchronous).
+        :raises CommitFailedError: the commit failed, or kept failing for
+            ``commit_timeout`` seconds of retries.
+        """
+        self._check_usable()
+        self._last_commit = time.monotonic()
+        return self._commit(list(self._handed), asynchronous)
+
+    def _commit(self, keys, asynchronous: bool = False):
+        offsets = [TopicPartition(t, p, self._handed[(t, p)])
+                   for (t, p) in keys
+                   if (t, p) in self._handed and
+                   self._committed.get((t, p)) != self._handed[(t, p)]]
+        if not offsets:
+            return []
+        if asynchronous:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+            return offsets
+        deadline = time.monotonic() + self._commit_timeout
+        backoff = 0.1
+        while True:
+            try:
+                result = self._consumer.commit(offsets=offsets,
+                                               asynchronous=False)
+                break
+            except confluent_kafka.KafkaException as exc:
+                err = exc.args[0]
+                if err.code() == KafkaError._NO_OFFSET:
+                    return []
+                if err.code() in _NOT_OWNED:
+                    return self._drop_unowned(offsets, err)
+                retriable = err.retriable() or err.code() in (
+                    KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+                    KafkaError.COORDINATOR_NOT_AVAILABLE,
+                    KafkaError.NOT_COORDINATOR,
+                    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                    KafkaError._WAIT_COORD, KafkaError.REQUEST_TIMED_OUT)
+                if not retriable or time.monotonic() >= deadline:
+                    raise errors.CommitFailedError(
+                        'Kafka commit of %s failed: %s' % (
+                            _describe(offsets), err.str()),
+                        [(tp.topic, tp.partition, tp.offset, err)
+                         for tp in offsets]) from None
+                LOG.warning('Kafka commit failed (%s); retrying', err.str())
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+        failed = []
+        for tp in result:
+            key = (tp.topic, tp.partition)
+            if tp.error is None:
+                self._committed[key] = tp.offset
+            elif tp.error.code() in _NOT_OWNED:
+                self._drop_unowned([tp], tp.error)
+            else:
+                failed.append((tp.topic, tp.partition, tp.offset, tp.error))
+        if failed:
+            raise errors.CommitFailedError(
+                'Kafka commit failed for %s' % ', '.join(
+                    '%s[%d]@%d: %s' % (t, p, o, e.str())
+                    for t, p, o, e in failed), failed)
+        return [tp for tp in result if tp.error is None]
+
+    def _drop_unowned(self, offsets, err) -> list:
+        LOG.warning('Kafka commit of %s skipped: partitions no longer owned '
+                    '(%s); their new owner resumes from the last commit',
+                    _describe(offsets), err.str())
+        for tp in offsets:
+            self._handed.pop((tp.topic, tp.partition), None)
+        return []
+
+    # -- rebalancing --------------------------------------------------------
+
+    def _on_assign(self, consumer, partitions) -> None:
+        LOG.info('Kafka consumer assigned %s', _describe(partitions))
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        # Rebalance callbacks run inside consume(), which is only called
+        # with an empty buffer: nothing fetched for these partitions is
+        # waiting to be handed out.
+        if self._closed:
+            LOG.info('Kafka consumer closing; released %s uncommitted '
+                     'beyond the last commit', _describe(partitions))
+            return
+        LOG.info('Kafka consumer: partitions revoked %s',
+                 _describe(partitions))
+        if self._repartition_callback is not None:
+            try:
+                self._repartition_callback(self, partitions)
+            except Exception:
+                LOG.exception('Kafka repartition callback raised')
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        try:
+            self._commit(keys)
+        except errors.CommitFailedError as exc:
+            LOG.error('Kafka commit on revoke failed: %s', exc)
+        for key in keys:
+            self._handed.pop(key, None)
+            self._committed.pop(key, None)
+
+    def _on_lost(self, consumer, partitions) -> None:
+        LOG.warning('Kafka consumer lost partitions %s (session timed out '
+                    'or fenced); not committing them: messages handed out '
+                    'since the last commit will be redelivered',
+                    _describe(partitions))
+        for tp in partitions:
+            self._handed.pop((tp.topic, tp.partition), None)
+            self._committed.pop((tp.topic, tp.partition), None)
+
+    # -- flow control -------------------------------------------------------
+
+    def assignment(self) -> list[TopicPartition]:
+        return self._consumer.assignment()
+
+    def pause(self, partitions: list[TopicPartition] | None = None) -> None:
+        """Stop fetching (all assigned partitions by default).
+
+        Messages fetched but not yet handed out are put back: after
+        ``resume()`` they come again, in order.
+        """
+        self._check_usable()
+        partitions = partitions or self._consumer.assignment()
+        paused = {(tp.topic, tp.partition) for tp in partitions}
+        rewind: dict[tuple[str, int], int] = {}
+        kept = collections.deque()
+        for message in self._buffer:
+            key = (message.topic(), message.partition())
+            if key in paused:
+                rewind.setdefault(key, message.offset())
+            else:
+                kept.append(message)
+        self._buffer = kept
+        self._consumer.pause(partitions)
+        for (topic, partition), offset in rewind.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def resume(self, partitions: list[TopicPartition] | None = None) -> None:
+        self._check_usable()
+        self._consumer.resume(partitions or self._consumer.assignment())
+
+    # -- closing ------------------------------------------------------------
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Leave the group, without committing. Idempotent and bounded.
+
+        Uncommitted messages handed out will be redelivered to the group.
+        If leaving takes longer than ``timeout`` (no broker to answer), the
+        consumer is abandoned to finish in the background.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop = True
+            if self._pid != os.getpid():
+                return
+            closer = threading.Thread(target=self._consumer.close,
+                                      name='kafka-consumer-close',
+                                      daemon=True)
+            closer.start()
+            closer.join(timeout)
+            if closer.is_alive():
+                LOG.warning('Kafka consumer did not leave its group within '
+                            '%.1f s; the broker will expire the member',
+                            timeout)
+
+    def __enter__(self) -> 'KafkaConsumer':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return '<KafkaConsumer servers=%s group=%s topics=%s closed=%s>' % (
+            self._config['bootstrap.servers'], self._config['group.id'],
+            ','.join(self._topics), self._closed)
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            LOG.error('Kafka consumer fatal error: %s', err.str())
+        else:
+            LOG.warning('Kafka consumer: %s', err.str())
+        if self._user_error_cb is not None:
+            try:
+                self._user_error_cb(err)
+            except Exception:
+                LOG.exception('Kafka error callback raised')
+
+
+def _describe(partitions) -> str:
+    return ', '.join('%s[%d]' % (tp.topic, tp.partition)
+                     for tp in partitions) or 'none'

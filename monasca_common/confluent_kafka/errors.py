@@ -1,0 +1,108 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The exceptions raised by the Kafka clients.
+
+One hierarchy. Services written for the old vendored client catch
+``KafkaUnavailableError``, ``LeaderNotAvailableError`` and
+``FailedPayloadsError`` from ``monasca_common.kafka_lib.common``; those names
+are bound to classes here, so an ``except`` written years ago still catches
+what the new producer raises::
+
+    KafkaClientError                      kafka_lib: KafkaError
+     +-- ConfigurationError (ValueError)
+     +-- ClientClosedError
+     +-- ForkedClientError
+     +-- PublishError                     kafka_lib: FailedPayloadsError
+     |    +-- InvalidMessageError (ValueError)
+     |    +-- QueueFullError (BufferError)
+     |    +-- DeliveryFailedError
+     |    |    +-- LeaderNotAvailableError   kafka_lib: same name
+     |    +-- KafkaUnavailableError          kafka_lib: same name
+     +-- ConsumerError
+          +-- CommitFailedError
+"""
+
+from __future__ import annotations
+
+import typing
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from monasca_common.confluent_kafka.producer import FailedMessage
+
+
+class KafkaClientError(Exception):
+    """Base of every error raised by the Kafka clients."""
+
+
+class ConfigurationError(KafkaClientError, ValueError):
+    """A configuration value is missing, unknown or invalid."""
+
+
+class ClientClosedError(KafkaClientError):
+    """The client was used after ``close()``."""
+
+
+class ForkedClientError(KafkaClientError):
+    """The client was created in another process (before ``os.fork()``)."""
+
+
+class PublishError(KafkaClientError):
+    """Kafka did not take (all of) the messages of a publish call.
+
+    :ivar failed: the messages that were not delivered, as
+        :class:`~monasca_common.confluent_kafka.producer.FailedMessage`
+        (index in the call, value, key, error); retry exactly these.
+    :ivar not_queued: how many messages of the call were never queued.
+    """
+
+    def __init__(self, message: str, failed: list[FailedMessage] | None = None,
+                 not_queued: int = 0):
+        super().__init__(message)
+        self.failed = list(failed or ())
+        self.not_queued = not_queued
+
+
+class InvalidMessageError(PublishError, ValueError):
+    """A message can never be sent as given (type, size, topic name)."""
+
+
+class QueueFullError(PublishError, BufferError):
+    """The local send queue stayed full for the whole wait bound."""
+
+
+class DeliveryFailedError(PublishError):
+    """Kafka answered with an error, or not at all, for some messages."""
+
+
+class LeaderNotAvailableError(DeliveryFailedError):
+    """Some messages failed because their partition had no leader."""
+
+
+class KafkaUnavailableError(PublishError):
+    """No broker has been reachable; nothing of this call was queued."""
+
+
+class ConsumerError(KafkaClientError):
+    """The consumer met an error it cannot retry."""
+
+
+class CommitFailedError(ConsumerError):
+    """Offsets could not be committed.
+
+    :ivar partitions: ``(topic, partition, offset, error)`` for each
+        partition whose commit failed.
+    """
+
+    def __init__(self, message: str, partitions: list | None = None):
+        super().__init__(message)
+        self.partitions = list(partitions or ())

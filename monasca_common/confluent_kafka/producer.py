@@ -1,0 +1,532 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The asynchronous Kafka producer.
+
+``publish`` queues messages in librdkafka and returns at once; librdkafka's
+threads send them. A background thread serves delivery reports, so
+callbacks run promptly whether or not the application publishes again, and
+it is the only thread that ever serves them: per-call bookkeeping needs no
+lock. Each call gets a :class:`PublishResult` that learns the outcome of
+every one of its messages; ``sync=True`` waits for it.
+
+No loss, no duplicate: idempotence (on by default) makes the broker drop a
+retried batch it already has, so a lost response never duplicates data;
+every message that is not delivered is reported (result, callbacks, log and
+counters), so the caller can retry exactly those.
+"""
+
+from __future__ import annotations
+
+import collections
+import collections.abc
+import logging
+import os
+import re
+import threading
+import time
+import typing
+
+import confluent_kafka
+
+from monasca_common.confluent_kafka import config as kafka_config
+from monasca_common.confluent_kafka import errors
+
+LOG = logging.getLogger(__name__)
+
+DeliveryCallback = typing.Callable[
+    [typing.Optional[confluent_kafka.KafkaError], confluent_kafka.Message],
+    typing.Any]
+Messages = typing.Union[str, bytes, collections.abc.Sequence]
+
+_LEGAL_TOPIC = re.compile(r'^[a-zA-Z0-9._-]{1,249}$')
+_LEADER_ERRORS = frozenset((
+    confluent_kafka.KafkaError.LEADER_NOT_AVAILABLE,
+    confluent_kafka.KafkaError.NOT_LEADER_FOR_PARTITION,
+))
+# How long the poller waits for an event; it returns as soon as one comes,
+# so this only bounds how quickly close() can stop it.
+_POLL_INTERVAL = 0.1
+_FAILURE_SUMMARY_INTERVAL = 10.0
+_QUEUE_FULL = confluent_kafka.KafkaError(confluent_kafka.KafkaError._QUEUE_FULL)
+
+
+class FailedMessage(typing.NamedTuple):
+    """A message that was not delivered, with the reason."""
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    error: confluent_kafka.KafkaError
+
+
+class PublishResult:
+    """The outcome of one ``publish`` call, filled in as reports arrive.
+
+    :ivar queued: messages of the call handed to librdkafka.
+    :ivar not_queued: messages of the call never queued (queue full).
+    :ivar delivered: messages acknowledged by Kafka so far.
+    :ivar failed: :class:`FailedMessage` for each message that failed.
+    """
+
+    __slots__ = ('topic', 'queued', 'not_queued', 'delivered', 'failed',
+                 '_callback', '_sealed', '_done', '__weakref__')
+
+    def __init__(self, topic: str,
+                 callback: DeliveryCallback | None = None):
+        self.topic = topic
+        self.queued = 0
+        self.not_queued = 0
+        self.delivered = 0
+        self.failed: list[FailedMessage] = []
+        self._callback = callback
+        self._sealed = False
+        self._done = threading.Event()
+
+    @property
+    def reported(self) -> int:
+        return self.delivered + len(self.failed)
+
+    def done(self) -> bool:
+        """True once every queued message has been delivered or failed."""
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until :meth:`done`; False if ``timeout`` passed first."""
+        return self._done.wait(timeout)
+
+    def raise_for_failures(self) -> None:
+        """Raise if any message of the call is not (yet) delivered."""
+        if self.not_queued or self.failed:
+            if self.failed and all(f.error.code() in _LEADER_ERRORS
+                                   for f in self.failed):
+                cls = errors.LeaderNotAvailableError
+            else:
+                cls = errors.DeliveryFailedError
+            first = self.failed[0].error.str() if self.failed else 'queue full'
+            raise cls('%d of %d messages to topic %r were not delivered '
+                      '(first error: %s)'
+                      % (len(self.failed) + self.not_queued,
+                         self.queued + self.not_queued, self.topic, first),
+                      failed=self.failed, not_queued=self.not_queued)
+        if not self.done():
+            raise errors.DeliveryFailedError(
+                '%d of %d messages to topic %r not acknowledged in time; '
+                'they may still be delivered'
+                % (self.queued - self.reported, self.queued, self.topic))
+
+    def _seal(self, queued: int, not_queued: int) -> None:
+        # Called by the publishing thread once queueing ends. The poller
+        # counts before it reads _sealed, and this seals before it reads the
+        # count, so one of the two always sees the last report.
+        self.queued = queued
+        self.not_queued = not_queued
+        self._sealed = True
+        if self.reported >= queued:
+            self._done.set()
+
+    def _report(self, err, msg) -> None:
+        # Served by the poller thread only.
+        if err is None:
+            self.delivered += 1
+        else:
+            self.failed.append(
+                FailedMessage(msg.topic(), msg.value(), msg.key(), err))
+        if self._callback is not None:
+            _call_safely(self._callback, err, msg)
+        if self._sealed and self.reported >= self.queued:
+            self._done.set()
+
+    def __repr__(self) -> str:
+        return ('<PublishResult topic=%r queued=%d delivered=%d failed=%d '
+                'not_queued=%d>' % (self.topic, self.queued, self.delivered,
+                                    len(self.failed), self.not_queued))
+
+
+def _call_safely(callback, *args) -> None:
+    try:
+        callback(*args)
+    except Exception:
+        # A user callback must neither stop the poller nor surface in an
+        # unrelated later call.
+        LOG.exception('Kafka delivery callback %r raised', callback)
+
+
+def _encode_value(value, position: int) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode('utf-8')
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError('message %d of the publish call is %s; messages must be '
+                    'str or bytes' % (position, type(value).__name__))
+
+
+def _encode_key(key) -> bytes | None:
+    if key is None or isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        return key.encode('utf-8')
+    if isinstance(key, int) and not isinstance(key, bool):
+        # The old client's keys were millisecond timestamps given as ints.
+        return str(key).encode('ascii')
+    raise TypeError('message key is %s; keys must be str, bytes or int'
+                    % type(key).__name__)
+
+
+class KafkaProducer:
+    """Publishes messages to Kafka asynchronously.
+
+    :param bootstrap_servers: ``"host:port,..."`` or a list of them.
+    :param delivery_callback: called as ``callback(err, msg)`` for every
+        message of every call (``err`` is None on success), from the
+        producer's poller thread. Exceptions it raises are logged.
+    :param unavailable_after: seconds after which, while no broker has been
+        reachable, ``publish`` raises :class:`KafkaUnavailableError` instead
+        of queueing (0 disables it).
+    :param block_timeout: default bound, in seconds, on how long ``publish``
+        may block: waiting for room in a full queue, and with ``sync=True``
+        waiting for acknowledgements.
+    :param config: librdkafka properties, checked now. Defaults:
+        ``enable.idempotence=true`` (so ``acks=all``), ``linger.ms=5``,
+        ``batch.num.messages=10000``, ``message.timeout.ms=120000``,
+        ``compression.type=none``; ``queue.buffering.max.messages`` and
+        ``queue.buffering.max.kbytes`` bound memory however long Kafka is
+        away. A value of None unsets a default.
+    :raises ConfigurationError: a property is unknown or invalid.
+    """
+
+    def __init__(self, bootstrap_servers: str | collections.abc.Iterable[str],
+                 *, delivery_callback: DeliveryCallback | None = None,
+                 unavailable_after: float = 10.0,
+                 block_timeout: float = 10.0,
+                 **config: typing.Any):
+        self._user_error_cb = config.pop('error_cb', None)
+        self._config = kafka_config.merge(kafka_config.PRODUCER_DEFAULTS,
+                                          bootstrap_servers, config)
+        self._config['error_cb'] = self._on_client_error
+        self._max_bytes = int(self._config.get('message.max.bytes', 1000000))
+        self._delivery_callback = delivery_callback
+        self._unavailable_after = unavailable_after
+        self.block_timeout = block_timeout
+        self._legal_topics: set[str] = set()
+        self._delivered_count = 0
+        self._failed_count = 0
+        self._failure_burst: collections.Counter = collections.Counter()
+        self._last_summary = time.monotonic()
+        self._down_since: float | None = None
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._start()
+
+    # -- life cycle ---------------------------------------------------------
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
+        self._producer = kafka_config.create(confluent_kafka.Producer,
+                                             self._config)
+        self._stop_polling = threading.Event()
+        self._poller = threading.Thread(
+            target=self._serve_reports, name='kafka-producer-poller',
+            daemon=True)
+        self._poller.start()
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise errors.ClientClosedError('the Kafka producer is closed')
+        if self._pid != os.getpid():
+            # librdkafka's threads did not survive fork(): the child gets a
+            # client of its own. What the parent had queued stays the
+            # parent's to deliver and report.
+            LOG.info('Kafka producer used in a forked process (%d); '
+                     'creating a new client for it', os.getpid())
+            self._failure_burst.clear()
+            self._down_since = None
+            self._start()
+
+    def _serve_reports(self) -> None:
+        producer = self._producer
+        while not self._stop_polling.is_set():
+            try:
+                producer.poll(_POLL_INTERVAL)
+                if self._down_since is not None:
+                    self._probe_brokers()
+                if self._failure_burst:
+                    self._summarise_failures()
+            except Exception:
+                LOG.exception('Kafka producer poller: unexpected error')
+
+    def _probe_brokers(self) -> None:
+        # librdkafka says when all brokers went down, never when one came
+        # back; a metadata request tells.
+        try:
+            self._producer.list_topics(timeout=1.0)
+        except confluent_kafka.KafkaException:
+            return
+        LOG.info('Kafka is reachable again')
+        self._down_since = None
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until everything queued is delivered or failed.
+
+        :returns: the number of messages still undelivered (0 when done).
+        """
+        self._check_usable()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = len(self._producer)
+            if not remaining:
+                return 0
+            if deadline is not None and time.monotonic() >= deadline:
+                return remaining
+            # The poller serves the reports; this thread only watches.
+            time.sleep(0.005)
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Flush with a deadline, then purge and report what is left.
+
+        Messages purged get a failed delivery report (``_PURGE_QUEUE`` or
+        ``_PURGE_INFLIGHT``: the latter may still have reached Kafka).
+        Idempotent; returns within ``timeout`` plus a moment.
+
+        :returns: the number of messages not delivered.
+        """
+        with self._close_lock:
+            if self._closed:
+                return 0
+            if self._pid != os.getpid():
+                self._closed = True
+                return 0
+            before = self._failed_count
+            self.flush(timeout)
+            self._closed = True
+            self._stop_polling.set()
+            self._poller.join()
+            if len(self._producer):
+                self._producer.purge(in_queue=True, in_flight=True)
+                # Purged messages' reports are ready at once; serve them
+                # here, the poller being gone.
+                self._producer.poll(0)
+                self._producer.flush(0)
+            if self._failure_burst:
+                self._summarise_failures(force=True)
+            undelivered = self._failed_count - before
+            if undelivered:
+                LOG.warning('Kafka producer closed; %d messages were not '
+                            'delivered', undelivered)
+            return undelivered
+
+    def __enter__(self) -> 'KafkaProducer':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        """Messages queued or in flight, and reports not yet served."""
+        return len(self._producer)
+
+    def __repr__(self) -> str:
+        return '<KafkaProducer servers=%s closed=%s>' % (
+            self._config['bootstrap.servers'], self._closed)
+
+    # -- publishing ---------------------------------------------------------
+
+    def publish(self, topic: str, messages: Messages,
+                key: str | bytes | int | None = None,
+                timeout: float | None = None, *,
+                callback: DeliveryCallback | None = None,
+                sync: bool = False) -> PublishResult:
+        """Queue one message or a list of them for ``topic``.
+
+        Non-blocking unless the local queue is full (then it waits up to
+        ``timeout`` for room while reports are served) or ``sync`` is true.
+
+        Validation is all-or-nothing: a message of the wrong type or too
+        large raises before anything of the call is queued. Queueing is
+        not: on :class:`QueueFullError` the first messages of the call are
+        queued (they will be reported) and ``exc.not_queued`` of the last
+        ones are not; ``exc.failed`` and the result say which.
+
+        :param messages: str (UTF-8 encoded) or bytes, or a list of them;
+            an empty list publishes nothing.
+        :param key: partitioning key for every message of the call. None
+            lets librdkafka spread messages over the partitions.
+        :param timeout: bound on blocking, in seconds (default
+            ``block_timeout``).
+        :param callback: ``callback(err, msg)`` for each message of this
+            call, from the poller thread.
+        :param sync: wait until every message is acknowledged or failed and
+            raise :class:`DeliveryFailedError` unless all were delivered.
+        :returns: the call's :class:`PublishResult`.
+        :raises TypeError: a message or the key is of an unusable type.
+        :raises InvalidMessageError: a message is too large, or the topic
+            name is illegal or unknown to Kafka.
+        :raises QueueFullError: the queue stayed full for ``timeout``.
+        :raises KafkaUnavailableError: no broker has been reachable for
+            ``unavailable_after`` seconds; nothing was queued.
+        """
+        self._check_usable()
+        if not isinstance(messages, list):
+            messages = (list(messages) if isinstance(messages, tuple)
+                        else [messages])
+        if topic not in self._legal_topics:
+            self._check_topic(topic)
+        if timeout is None:
+            timeout = self.block_timeout
+        result = PublishResult(topic, callback)
+        if not messages:
+            result._seal(0, 0)
+            return result
+        key = _encode_key(key)
+        payloads = self._encode(messages, key)
+        if (self._down_since is not None and self._unavailable_after and
+                time.monotonic() - self._down_since >= self._unavailable_after):
+            raise errors.KafkaUnavailableError(
+                'no Kafka broker reachable at %s for %.0f s; %d messages not '
+                'queued' % (self._config['bootstrap.servers'],
+                            time.monotonic() - self._down_since,
+                            len(payloads)),
+                not_queued=len(payloads))
+        if sync and threading.current_thread() is self._poller:
+            raise RuntimeError('publish(sync=True) from a delivery callback '
+                               'would wait for itself')
+
+        queued = self._queue(topic, payloads, key, result, timeout)
+        result._seal(queued, len(payloads) - queued)
+        if queued < len(payloads):
+            raise errors.QueueFullError(
+                'Kafka producer queue full for %.1f s: %d of %d messages to '
+                'topic %r not queued (the first %d are queued)'
+                % (timeout, len(payloads) - queued, len(payloads), topic,
+                   queued),
+                failed=[FailedMessage(topic, p, key, _QUEUE_FULL)
+                        for p in payloads[queued:]],
+                not_queued=len(payloads) - queued)
+        if sync:
+            result.wait(timeout)
+            result.raise_for_failures()
+        return result
+
+    def _encode(self, messages: list, key) -> list[bytes]:
+        payloads = [_encode_value(m, i) for i, m in enumerate(messages)]
+        limit = self._max_bytes - (len(key) if isinstance(key, bytes) else 0)
+        for position, payload in enumerate(payloads):
+            if len(payload) > limit:
+                raise errors.InvalidMessageError(
+                    'message %d of the publish call is %d bytes, over the '
+                    'producer limit message.max.bytes=%d; nothing of the '
+                    'call was queued' % (position, len(payload),
+                                         self._max_bytes))
+        return payloads
+
+    def _check_topic(self, topic) -> None:
+        if not isinstance(topic, str) or not _LEGAL_TOPIC.match(topic):
+            raise errors.InvalidMessageError(
+                'illegal Kafka topic name %r: 1 to 249 of a-z A-Z 0-9 . _ -'
+                % (topic,))
+        self._legal_topics.add(topic)
+
+    def _queue(self, topic: str, payloads: list[bytes], key: bytes | None,
+               result: PublishResult, timeout: float) -> int:
+        produce = self._producer.produce
+        report = self._report_for(result)
+        deadline = None
+        position = 0
+        backoff = 0.001
+        count = len(payloads)
+        while position < count:
+            try:
+                for position in range(position, count):
+                    produce(topic, payloads[position], key,
+                            on_delivery=report)
+                position = count
+            except BufferError:
+                # Full: librdkafka frees room as the poller serves reports.
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + timeout
+                    LOG.warning('Kafka producer queue full; waiting up to '
+                                '%.1f s for room', timeout)
+                elif now >= deadline:
+                    return position
+                time.sleep(min(backoff, max(0.0, deadline - now)))
+                backoff = min(backoff * 2, 0.05)
+            except confluent_kafka.KafkaException as exc:
+                err = exc.args[0]
+                result._seal(position, count - position)
+                raise errors.InvalidMessageError(
+                    'Kafka refused message %d of the publish call to topic '
+                    '%r: %s; the %d before it are queued, the rest not'
+                    % (position, topic, err.str(), position),
+                    not_queued=count - position) from None
+        return position
+
+    def _report_for(self, result: PublishResult):
+        user_callback = self._delivery_callback
+
+        def report(err, msg):
+            if err is None:
+                self._delivered_count += 1
+                if self._down_since is not None:
+                    self._down_since = None
+            else:
+                self._failed_count += 1
+                self._note_failure(err, msg)
+            result._report(err, msg)
+            if user_callback is not None:
+                _call_safely(user_callback, err, msg)
+        return report
+
+    # -- failures -----------------------------------------------------------
+
+    def _note_failure(self, err, msg) -> None:
+        # Log the first failure of a kind at once, then a count every
+        # _FAILURE_SUMMARY_INTERVAL: an outage must not flood the log.
+        burst_key = (msg.topic(), err.code())
+        if burst_key not in self._failure_burst:
+            LOG.error('Kafka delivery to topic %s failed: %s',
+                      msg.topic(), err.str())
+        self._failure_burst[burst_key] += 1
+
+    def _summarise_failures(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_summary < _FAILURE_SUMMARY_INTERVAL:
+            return
+        self._last_summary = now
+        for (topic, code), count in self._failure_burst.items():
+            if count > 1 or force:
+                LOG.error('Kafka delivery failures: %d messages to topic %s '
+                          '(%s)', count, topic,
+                          confluent_kafka.KafkaError(code).name())
+        self._failure_burst.clear()
+
+    def _on_client_error(self, err: confluent_kafka.KafkaError) -> None:
+        if err.code() == confluent_kafka.KafkaError._ALL_BROKERS_DOWN:
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+            LOG.warning('Kafka producer: no broker reachable at %s',
+                        self._config['bootstrap.servers'])
+        elif err.fatal():
+            LOG.error('Kafka producer fatal error: %s', err.str())
+        else:
+            LOG.warning('Kafka producer: %s', err.str())
+        if self._user_error_cb is not None:
+            _call_safely(self._user_error_cb, err)
+
+    # -- introspection ------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Counters since construction: delivered, failed, pending."""
+        return {'delivered': self._delivered_count,
+                'failed': self._failed_count,
+                'pending': len(self._producer)}

@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""A real Apache Kafka for tests: fetched from Maven Central, run in KRaft.
+
+``fetch`` copies the broker jars named in ``tools/kafka/pom.xml`` into a
+cache outside the repository (``$KAFKA_JARS_DIR`` or
+``~/.cache/monasca-common/kafka-<version>``) and reuses it afterwards.
+``KafkaCluster`` formats KRaft storage and starts one or more combined
+broker+controller JVMs on 127.0.0.1, each on free ports, waits until the
+cluster answers a metadata request, and stops them without leaving a JVM
+behind (SIGTERM, then SIGKILL after a deadline; children also die with the
+process that started them).
+
+Command line::
+
+    python tools/kafka_broker.py fetch
+    python tools/kafka_broker.py start [--brokers 3]   # until Ctrl-C
+"""
+
+import argparse
+import base64
+import ctypes
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = pathlib.Path(__file__).resolve().parent
+POM = HERE / 'kafka' / 'pom.xml'
+LOG4J_CONFIG = HERE / 'kafka' / 'log4j2.properties'
+KAFKA_VERSION = re.search(r'<kafka.version>([^<]+)<', POM.read_text()).group(1)
+COMPLETE_MARKER = '.complete'
+READY_TIMEOUT = 120.0
+STOP_TIMEOUT = 30.0
+
+
+class BrokerError(RuntimeError):
+    """The test broker could not be fetched, started or stopped."""
+
+
+def default_jar_dir() -> pathlib.Path:
+    configured = os.environ.get('KAFKA_JARS_DIR')
+    if configured:
+        return pathlib.Path(configured)
+    cache = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+    return pathlib.Path(cache) / 'monasca-common' / ('kafka-' + KAFKA_VERSION)
+
+
+def fetch_jars(jar_dir: pathlib.Path | None = None) -> pathlib.Path:
+    """Return a directory holding the broker's jars, fetching them once."""
+    jar_dir = jar_dir or default_jar_dir()
+    if (jar_dir / COMPLETE_MARKER).exists():
+        return jar_dir
+    if shutil.which('mvn') is None:
+        raise BrokerError('mvn is not installed: it is needed once to fetch '
+                          'the Kafka broker jars from Maven Central')
+    partial = jar_dir.with_name(jar_dir.name + '.partial')
+    shutil.rmtree(partial, ignore_errors=True)
+    cmd = ['mvn', '-B', '-q', '-f', str(POM),
+           'dependency:copy-dependencies', '-DincludeScope=runtime',
+           '-DoutputDirectory=' + str(partial)]
+    result = subprocess.run(cmd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        raise BrokerError('fetching Kafka %s jars failed:\n%s'
+                          % (KAFKA_VERSION, result.stdout[-4000:]))
+    (partial / COMPLETE_MARKER).write_text(KAFKA_VERSION + '\n')
+    shutil.rmtree(jar_dir, ignore_errors=True)
+    partial.rename(jar_dir)
+    return jar_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent():
+    # Runs in the child between fork and exec: ask the kernel to SIGKILL
+    # the JVM if the process that started it dies, so no broker outlives
+    # an interrupted test run.
+    libc = ctypes.CDLL('libc.so.6', use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+class BrokerNode:
+    """One combined broker+controller process."""
+
+    def __init__(self, cluster: 'KafkaCluster', node_id: int):
+        self.cluster = cluster
+        self.node_id = node_id
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.dir = cluster.workdir / ('node-%d' % node_id)
+        self.log_path = self.dir / 'server.log'
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return '127.0.0.1:%d' % self.port
+
+    def properties(self) -> dict:
+        size = len(self.cluster.nodes)
+        replicas = min(3, size)
+        props = {
+            'process.roles': 'broker,controller',
+            'node.id': self.node_id,
+            'controller.quorum.voters': self.cluster.voters(),
+            'listeners': 'PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d'
+                         % (self.port, self.controller_port),
+            'advertised.listeners': 'PLAINTEXT://%s' % (
+                self.cluster.advertised.get(self.node_id, self.address)),
+            'controller.listener.names': 'CONTROLLER',
+            'inter.broker.listener.name': 'PLAINTEXT',
+            'listener.security.protocol.map':
+                'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+            'log.dirs': str(self.dir / 'data'),
+            'num.partitions': 1,
+            'default.replication.factor': replicas,
+            'min.insync.replicas': 1,
+            'offsets.topic.replication.factor': replicas,
+            'offsets.topic.num.partitions': 5,
+            'transaction.state.log.replication.factor': replicas,
+            'transaction.state.log.min.isr': 1,
+            'transaction.state.log.num.partitions': 5,
+            'share.coordinator.state.topic.replication.factor': replicas,
+            'share.coordinator.state.topic.min.isr': 1,
+            # Tests create their topics; an unknown topic must stay unknown.
+            'auto.create.topics.enable': 'false',
+            'group.initial.rebalance.delay.ms': 0,
+            'group.min.session.timeout.ms': 1000,
+            'num.network.threads': 2,
+            'num.io.threads': 4,
+            'log.retention.check.interval.ms': 600000,
+        }
+        props.update(self.cluster.broker_properties)
+        return props
+
+    def write_config(self) -> pathlib.Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / 'server.properties'
+        path.write_text(''.join('%s=%s\n' % kv
+                                for kv in self.properties().items()))
+        return path
+
+    def format(self, cluster_id: str) -> None:
+        config = self.write_config()
+        result = subprocess.run(
+            self.cluster.java_command('kafka.tools.StorageTool') +
+            ['format', '-t', cluster_id, '-c', str(config),
+             '--ignore-formatted'],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if result.returncode != 0:
+            raise BrokerError('formatting KRaft storage of node %d failed:\n%s'
+                              % (self.node_id, result.stdout[-4000:]))
+
+    def start(self) -> None:
+        if self.running():
+            return
+        config = self.write_config()
+        log = open(self.log_path, 'ab')
+        try:
+            self.process = subprocess.Popen(
+                self.cluster.java_command('kafka.Kafka') + [str(config)],
+                stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        finally:
+            log.close()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the broker gets no chance to shut down cleanly."""
+        if self.running():
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Controlled shutdown, then SIGKILL once the deadline has passed."""
+        if not self.running():
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: the broker stays connected but answers nothing."""
+        if self.running():
+            self.process.send_signal(signal.SIGSTOP)
+
+    def unpause(self) -> None:
+        if self.running():
+            self.process.send_signal(signal.SIGCONT)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors='replace')
+        except FileNotFoundError:
+            return '(no log at %s)' % self.log_path
+        return '\n'.join(text.splitlines()[-lines:])
+
+
+class KafkaCluster:
+    """One or more KRaft nodes on 127.0.0.1, started by this process.
+
+    :param size: number of combined broker+controller nodes.
+    :param workdir: where storage and logs go (a new temporary directory by
+        default, removed by :meth:`stop` unless ``keep_workdir``).
+    :param broker_properties: extra ``server.properties`` entries.
+    :param heap: JVM heap per node.
+    """
+
+    def __init__(self, size: int = 1, workdir: str | None = None,
+                 broker_properties: dict | None = None, heap: str = '512m',
+                 jar_dir: pathlib.Path | None = None,
+                 keep_workdir: bool = False):
+        self.jar_dir = fetch_jars(jar_dir)
+        self.owns_workdir = workdir is None and not keep_workdir
+        self.workdir = pathlib.Path(
+            workdir or tempfile.mkdtemp(prefix='monasca-kafka-'))
+        self.broker_properties = dict(broker_properties or {})
+        self.heap = heap
+        self.advertised: dict[int, str] = {}
+        self.nodes: list[BrokerNode] = []
+        self.nodes.extend(BrokerNode(self, i + 1) for i in range(size))
+        self.cluster_id = str(uuid.uuid4())
+
+    def java_command(self, main_class: str) -> list:
+        return ['java', '-Xms%s' % self.heap, '-Xmx%s' % self.heap,
+                '-XX:+UseG1GC', '-Djava.awt.headless=true',
+                '-Dlog4j2.configurationFile=%s' % LOG4J_CONFIG,
+                '-cp', str(self.jar_dir / '*'), main_class]
+
+    def voters(self) -> str:
+        return ','.join('%d@127.0.0.1:%d' % (n.node_id, n.controller_port)
+                        for n in self.nodes)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ','.join(n.address for n in self.nodes)
+
+    def node(self, node_id: int) -> BrokerNode:
+        return self.nodes[node_id - 1]
+
+    def start(self, timeout: float = READY_TIMEOUT) -> 'KafkaCluster':
+        for node in self.nodes:
+            node.format(_kraft_cluster_id(self.cluster_id))
+        for node in self.nodes:
+            node.start()
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT,
+                   nodes: list | None = None) -> None:
+        """Wait until every running node is in the cluster's metadata."""
+        from confluent_kafka.admin import AdminClient
+        from confluent_kafka import KafkaException
+
+        wanted = {n.node_id for n in (nodes or self.nodes) if n.running()}
+        live = [n.address for n in self.nodes if n.running()]
+        admin = AdminClient({'bootstrap.servers': ','.join(live),
+                             'log_level': 0})
+        deadline = time.monotonic() + timeout
+        seen = set()
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                if node.process is not None and not node.running():
+                    if node.node_id in wanted:
+                        raise BrokerError(
+                            'Kafka node %d exited with %s while starting; '
+                            'log tail:\n%s' % (node.node_id,
+                                               node.process.returncode,
+                                               node.log_tail()))
+            try:
+                md = admin.list_topics(timeout=2)
+                seen = set(md.brokers)
+                if wanted <= seen:
+                    return
+            except KafkaException:
+                pass
+            time.sleep(0.2)
+        raise BrokerError('Kafka nodes %s not ready within %.0f s (seen: %s); '
+                          'log tail:\n%s' % (sorted(wanted), timeout,
+                                             sorted(seen), self.log_tail()))
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.unpause()
+        for node in self.nodes:
+            if node.running():
+                node.process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for node in self.nodes:
+            node.stop(max(0.1, deadline - time.monotonic()))
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return '\n'.join('--- node %d (%s) ---\n%s'
+                         % (n.node_id, n.log_path, n.log_tail(lines))
+                         for n in self.nodes)
+
+    def __enter__(self) -> 'KafkaCluster':
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _kraft_cluster_id(value: str) -> str:
+    # KRaft wants a base64url-encoded 16-byte UUID, 22 characters.
+    raw = uuid.UUID(value).bytes
+    return base64.urlsafe_b64encode(raw).decode().rstrip('=')
+
+
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    sub.add_parser('fetch', help='fetch the broker jars into the cache')
+    start = sub.add_parser('start', help='run a cluster until interrupted')
+    start.add_argument('--brokers', type=int, default=1)
+    start.add_argument('--workdir')
+    args = parser.parse_args(argv)
+
+    if args.command == 'fetch':
+        print(fetch_jars())
+        return 0
+    cluster = KafkaCluster(args.brokers, workdir=args.workdir,
+                           keep_workdir=bool(args.workdir))
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    try:
+        cluster.start()
+        print('KAFKA_BOOTSTRAP_SERVERS=%s' % cluster.bootstrap_servers,
+              flush=True)
+        print('logs: %s' % cluster.workdir, flush=True)
+        while not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
