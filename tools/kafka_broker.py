@@ -321,7 +321,9 @@ class KafkaCluster:
         for node in self.nodes:
             node.stop(max(0.1, deadline - time.monotonic()))
         if self.owns_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            # Keep the logs (a failing run prints them); drop the data.
+            for node in self.nodes:
+                shutil.rmtree(node.dir / 'data', ignore_errors=True)
 
     def log_tail(self, lines: int = 60) -> str:
         return '\n'.join('--- node %d (%s) ---\n%s'

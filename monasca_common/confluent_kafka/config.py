@@ -22,6 +22,7 @@ construction, and secret values kept out of every log line, repr and error.
 from __future__ import annotations
 
 import collections.abc
+import logging
 import re
 import typing
 
@@ -139,8 +140,28 @@ def check_group_id(group_id: str) -> str:
     return group_id
 
 
+# librdkafka's own log lines (connection failures and the like) go to
+# Python logging under this name, not to stderr.
+LIBRDKAFKA_LOG = logging.getLogger('monasca_common.confluent_kafka.librdkafka')
+
+
+def log_client_error(log: logging.Logger, role: str,
+                     err: confluent_kafka.KafkaError, servers: str) -> None:
+    """Log an error librdkafka reports outside any message."""
+    code = err.code()
+    if err.fatal():
+        log.error('Kafka %s fatal error: %s', role, err.str())
+    elif code == confluent_kafka.KafkaError._ALL_BROKERS_DOWN:
+        log.warning('Kafka %s: no broker reachable at %s', role, servers)
+    else:
+        # Connection-level trouble librdkafka retries by itself; its own
+        # log line already says so.
+        log.debug('Kafka %s: %s', role, err.str())
+
+
 def create(client_class: type, config: dict):
     """Build the librdkafka client; errors name the property, not secrets."""
+    config.setdefault('logger', LIBRDKAFKA_LOG)
     try:
         return client_class(config)
     except confluent_kafka.KafkaException as exc:

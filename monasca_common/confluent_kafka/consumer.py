@@ -447,10 +447,8 @@ class KafkaConsumer:
             ','.join(self._topics), self._closed)
 
     def _on_client_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            LOG.error('Kafka consumer fatal error: %s', err.str())
-        else:
-            LOG.warning('Kafka consumer: %s', err.str())
+        kafka_config.log_client_error(LOG, 'consumer', err,
+                                      self._config['bootstrap.servers'])
         if self._user_error_cb is not None:
             try:
                 self._user_error_cb(err)

@@ -221,6 +221,8 @@ class KafkaProducer:
         self._legal_topics: set[str] = set()
         self._delivered_count = 0
         self._failed_count = 0
+        self._queued_count = 0
+        self._count_lock = threading.Lock()
         self._failure_burst: collections.Counter = collections.Counter()
         self._last_summary = time.monotonic()
         self._down_since: float | None = None
@@ -283,8 +285,8 @@ class KafkaProducer:
         self._check_usable()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            remaining = len(self._producer)
-            if not remaining:
+            remaining = self._outstanding()
+            if remaining <= 0:
                 return 0
             if deadline is not None and time.monotonic() >= deadline:
                 return remaining
@@ -311,7 +313,7 @@ class KafkaProducer:
             self._closed = True
             self._stop_polling.set()
             self._poller.join()
-            if len(self._producer):
+            if self._outstanding() > 0:
                 self._producer.purge(in_queue=True, in_flight=True)
                 # Purged messages' reports are ready at once; serve them
                 # here, the poller being gone.
@@ -332,8 +334,11 @@ class KafkaProducer:
         self.close()
 
     def __len__(self) -> int:
-        """Messages queued or in flight, and reports not yet served."""
-        return len(self._producer)
+        """Messages queued or in flight whose report has not come yet."""
+        return max(0, self._outstanding())
+
+    def _outstanding(self) -> int:
+        return self._queued_count - self._delivered_count - self._failed_count
 
     def __repr__(self) -> str:
         return '<KafkaProducer servers=%s closed=%s>' % (
@@ -403,6 +408,7 @@ class KafkaProducer:
 
         queued = self._queue(topic, payloads, key, result, timeout)
         result._seal(queued, len(payloads) - queued)
+        self._count_queued(queued)
         if queued < len(payloads):
             raise errors.QueueFullError(
                 'Kafka producer queue full for %.1f s: %d of %d messages to '
@@ -464,12 +470,19 @@ class KafkaProducer:
             except confluent_kafka.KafkaException as exc:
                 err = exc.args[0]
                 result._seal(position, count - position)
+                self._count_queued(position)
                 raise errors.InvalidMessageError(
                     'Kafka refused message %d of the publish call to topic '
                     '%r: %s; the %d before it are queued, the rest not'
                     % (position, topic, err.str(), position),
                     not_queued=count - position) from None
         return position
+
+    def _count_queued(self, queued: int) -> None:
+        # Counted once queueing of the call ends: reports may arrive first,
+        # so the outstanding count can dip below zero for a moment.
+        with self._count_lock:
+            self._queued_count += queued
 
     def _report_for(self, result: PublishResult):
         user_callback = self._delivery_callback
@@ -514,12 +527,8 @@ class KafkaProducer:
         if err.code() == confluent_kafka.KafkaError._ALL_BROKERS_DOWN:
             if self._down_since is None:
                 self._down_since = time.monotonic()
-            LOG.warning('Kafka producer: no broker reachable at %s',
-                        self._config['bootstrap.servers'])
-        elif err.fatal():
-            LOG.error('Kafka producer fatal error: %s', err.str())
-        else:
-            LOG.warning('Kafka producer: %s', err.str())
+        kafka_config.log_client_error(LOG, 'producer', err,
+                                      self._config['bootstrap.servers'])
         if self._user_error_cb is not None:
             _call_safely(self._user_error_cb, err)
 
@@ -527,6 +536,7 @@ class KafkaProducer:
 
     def stats(self) -> dict:
         """Counters since construction: delivered, failed, pending."""
-        return {'delivered': self._delivered_count,
+        return {'queued': self._queued_count,
+                'delivered': self._delivered_count,
                 'failed': self._failed_count,
-                'pending': len(self._producer)}
+                'pending': self._outstanding()}
