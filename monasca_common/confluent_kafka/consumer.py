@@ -125,6 +125,11 @@ class KafkaConsumer:
         if client_id:
             extra['client.id'] = client_id
         extra.update(config)
+        if 'heartbeat.interval.ms' not in extra and timeout:
+            # librdkafka heartbeats every 3 s by default: with a session
+            # shorter than ~9 s the member would time itself out and lose
+            # its partitions over and over.
+            extra['heartbeat.interval.ms'] = max(100, min(3000, timeout // 3))
         self._config = kafka_config.merge(kafka_config.CONSUMER_DEFAULTS,
                                           bootstrap_servers, extra)
         self._config['error_cb'] = self._on_client_error
@@ -161,6 +166,11 @@ class KafkaConsumer:
         self._handed: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
         self._buffer: collections.deque = collections.deque()
+        # Kept here, not asked of librdkafka: calling into the client from
+        # another thread while the reader runs a rebalance callback
+        # deadlocks (the callback waits for the GIL that caller holds).
+        self._assigned: set[tuple[str, int]] = set()
+        self._reading = threading.Event()
         self._last_commit = time.monotonic()
         self._consumer = kafka_config.create(confluent_kafka.Consumer,
                                              self._config)
@@ -231,7 +241,11 @@ class KafkaConsumer:
         return max(0.0, min(self._poll_timeout, due))
 
     def _fill(self, timeout: float, count: int = _FETCH_CHUNK) -> None:
-        messages = self._consumer.consume(count, timeout)
+        self._reading.set()
+        try:
+            messages = self._consumer.consume(count, timeout)
+        finally:
+            self._reading.clear()
         for message in messages:
             err = message.error()
             if err is None:
@@ -343,15 +357,18 @@ class KafkaConsumer:
     # -- rebalancing --------------------------------------------------------
 
     def _on_assign(self, consumer, partitions) -> None:
+        self._assigned.update((tp.topic, tp.partition) for tp in partitions)
         LOG.info('Kafka consumer assigned %s', _describe(partitions))
 
     def _on_revoke(self, consumer, partitions) -> None:
         # Rebalance callbacks run inside consume(), which is only called
         # with an empty buffer: nothing fetched for these partitions is
         # waiting to be handed out.
+        self._assigned.difference_update(
+            (tp.topic, tp.partition) for tp in partitions)
         if self._closed:
-            LOG.info('Kafka consumer closing; released %s uncommitted '
-                     'beyond the last commit', _describe(partitions))
+            LOG.info('Kafka consumer closing; released %s without '
+                     'committing', _describe(partitions))
             return
         LOG.info('Kafka consumer: partitions revoked %s',
                  _describe(partitions))
@@ -374,6 +391,8 @@ class KafkaConsumer:
                     'or fenced); not committing them: messages handed out '
                     'since the last commit will be redelivered',
                     _describe(partitions))
+        self._assigned.difference_update(
+            (tp.topic, tp.partition) for tp in partitions)
         for tp in partitions:
             self._handed.pop((tp.topic, tp.partition), None)
             self._committed.pop((tp.topic, tp.partition), None)
@@ -381,7 +400,8 @@ class KafkaConsumer:
     # -- flow control -------------------------------------------------------
 
     def assignment(self) -> list[TopicPartition]:
-        return self._consumer.assignment()
+        """The partitions this member owns; safe from any thread."""
+        return [TopicPartition(t, p) for t, p in sorted(self._assigned)]
 
     def pause(self, partitions: list[TopicPartition] | None = None) -> None:
         """Stop fetching (all assigned partitions by default).
@@ -390,7 +410,7 @@ class KafkaConsumer:
         ``resume()`` they come again, in order.
         """
         self._check_usable()
-        partitions = partitions or self._consumer.assignment()
+        partitions = partitions or self.assignment()
         paused = {(tp.topic, tp.partition) for tp in partitions}
         rewind: dict[tuple[str, int], int] = {}
         kept = collections.deque()
@@ -407,7 +427,7 @@ class KafkaConsumer:
 
     def resume(self, partitions: list[TopicPartition] | None = None) -> None:
         self._check_usable()
-        self._consumer.resume(partitions or self._consumer.assignment())
+        self._consumer.resume(partitions or self.assignment())
 
     # -- closing ------------------------------------------------------------
 
@@ -425,11 +445,16 @@ class KafkaConsumer:
             self._stop = True
             if self._pid != os.getpid():
                 return
+            # Called from another thread while the reader is inside
+            # consume(): let it come out first (poll_timeout at most).
+            deadline = time.monotonic() + timeout
+            while self._reading.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
             closer = threading.Thread(target=self._consumer.close,
                                       name='kafka-consumer-close',
                                       daemon=True)
             closer.start()
-            closer.join(timeout)
+            closer.join(max(0.0, deadline - time.monotonic()))
             if closer.is_alive():
                 LOG.warning('Kafka consumer did not leave its group within '
                             '%.1f s; the broker will expire the member',

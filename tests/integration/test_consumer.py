@@ -1,0 +1,252 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""KafkaConsumer against a real Apache Kafka: at-least-once, exactly."""
+
+import collections
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from monasca_common import kafka
+from tests import waiting
+
+pytestmark = pytest.mark.integration
+
+CHILD = pathlib.Path(__file__).with_name('consumer_child.py')
+
+
+def produce(servers, topic, payloads, **publish):
+    with kafka.KafkaProducer(servers) as producer:
+        producer.publish(topic, payloads, sync=True, timeout=60, **publish)
+
+
+def take(consumer, count, timeout=60):
+    """The next ``count`` messages from the iteration, within ``timeout``."""
+    taken = []
+    deadline = time.monotonic() + timeout
+    for message in consumer:
+        taken.append(message)
+        if len(taken) == count:
+            return taken
+        assert time.monotonic() < deadline, 'only %d of %d messages' % (
+            len(taken), count)
+    raise AssertionError('iteration ended early')
+
+
+def new_consumer(servers, group, topic, **kw):
+    kw.setdefault('timeout', 6000)
+    return kafka.KafkaConsumer(servers, group, topic, **kw)
+
+
+def test_restart_resumes_right_after_last_commit(bootstrap_servers, topic,
+                                                 group_id):
+    produce(bootstrap_servers, topic, ['m%d' % i for i in range(10)])
+    first = new_consumer(bootstrap_servers, group_id, topic)
+    assert [m.value() for m in take(first, 4)] == [b'm0', b'm1', b'm2',
+                                                   b'm3']
+    committed = first.commit()
+    assert [(tp.partition, tp.offset) for tp in committed] == [(0, 4)]
+    assert first.commit() == []  # nothing new: not an error
+    # Handed out, never committed: must come again.
+    assert [m.value() for m in take(first, 2)] == [b'm4', b'm5']
+    first.close()
+
+    second = new_consumer(bootstrap_servers, group_id, topic)
+    try:
+        assert [m.value() for m in take(second, 6)] == [
+            b'm4', b'm5', b'm6', b'm7', b'm8', b'm9']
+    finally:
+        second.close()
+
+
+def test_commit_never_covers_fetched_but_not_handed(bootstrap_servers,
+                                                    topic, group_id):
+    produce(bootstrap_servers, topic, ['m%d' % i for i in range(1000)])
+    consumer = new_consumer(bootstrap_servers, group_id, topic)
+    try:
+        take(consumer, 3)
+        # librdkafka has fetched far more than 3 by now.
+        consumer.commit()
+        committed = consumer._consumer.committed(
+            [kafka.KafkaConsumer.__init__.__globals__['TopicPartition'](
+                topic, 0)], timeout=10)
+        assert committed[0].offset == 3
+    finally:
+        consumer.close()
+
+
+def test_batch_call_and_pause_resume(bootstrap_servers, topic, group_id):
+    produce(bootstrap_servers, topic, ['m%d' % i for i in range(50)])
+    consumer = new_consumer(bootstrap_servers, group_id, topic)
+    try:
+        batch = waiting.until(lambda: consumer.consume_batch(10, 1.0), 30,
+                              'a first batch')
+        assert [m.offset() for m in batch] == list(range(len(batch)))
+        handed = len(batch)
+        consumer.pause()
+        paused_until = time.monotonic() + 2
+        while time.monotonic() < paused_until:
+            assert consumer.consume_batch(10, 0.5) == []
+        consumer.resume()
+        rest = []
+        waiting.until(lambda: rest.extend(consumer.consume_batch(100, 1.0))
+                      or len(rest) >= 50 - handed, 30, 'the rest')
+        # Nothing skipped, nothing repeated across the pause.
+        assert [m.offset() for m in rest] == list(range(handed, 50))
+    finally:
+        consumer.close()
+
+
+def test_commit_callback_fires_on_idle_topic(bootstrap_servers, topic,
+                                             group_id):
+    fired = []
+    consumer = new_consumer(bootstrap_servers, group_id, topic,
+                            commit_callback=lambda: fired.append(
+                                time.monotonic()),
+                            max_commit_interval=1)
+    thread = threading.Thread(target=lambda: list(consumer))
+    thread.start()
+    try:
+        waiting.until(lambda: len(fired) >= 3, 20,
+                      'commit callback three times on an idle topic')
+    finally:
+        consumer.stop()
+        thread.join(10)
+        consumer.close()
+    assert not thread.is_alive(), 'stop() did not end the iteration'
+    gaps = [b - a for a, b in zip(fired, fired[1:])]
+    assert all(gap >= 0.9 for gap in gaps), gaps
+
+
+def test_rebalance_loses_and_duplicates_nothing(bootstrap_servers,
+                                                make_topic, group_id):
+    topic = make_topic(partitions=6)
+    total = 6000
+    processed = collections.Counter()
+    lock = threading.Lock()
+    revoked = collections.defaultdict(list)
+    members = {}
+
+    def run(name, callback):
+        consumer = new_consumer(bootstrap_servers, group_id, topic,
+                                repartition_callback=callback)
+        members[name] = consumer
+        for message in consumer:
+            with lock:
+                processed[message.value()] += 1
+            if message.offset() % 50 == 0:
+                consumer.commit()
+        consumer.commit()
+
+    def two_args(consumer, partitions):
+        revoked['c1'].append(sorted(tp.partition for tp in partitions))
+
+    def no_args():
+        revoked['c2'].append(True)
+
+    def count():
+        with lock:
+            return sum(processed.values())
+
+    threads = [threading.Thread(target=run, args=('c1', two_args)),
+               threading.Thread(target=run, args=('c2', no_args))]
+    for t in threads:
+        t.start()
+    try:
+        produce(bootstrap_servers, topic,
+                ['a%05d' % i for i in range(total // 2)])
+        waiting.until(lambda: count() >= total // 4, 60, 'first quarter')
+        third = threading.Thread(target=run, args=('c3', None))
+        threads.append(third)
+        third.start()
+        waiting.until(lambda: 'c3' in members and
+                      members['c3'].assignment(), 60, 'c3 assigned')
+        produce(bootstrap_servers, topic,
+                ['b%05d' % i for i in range(total // 2)])
+        waiting.until(lambda: count() >= total, 120, 'all messages')
+        # Anything extra would be a duplicate; give it a moment to show.
+        time.sleep(1)
+    finally:
+        for consumer in list(members.values()):
+            consumer.stop()
+        for t in threads:
+            t.join(30)
+        for consumer in members.values():
+            consumer.close()
+    assert revoked['c1'] or revoked['c2'], 'no revoke callback ran'
+    assert len(processed) == total, 'lost %d' % (total - len(processed))
+    dupes = {k: v for k, v in processed.items() if v > 1}
+    assert not dupes, 'duplicates: %d' % len(dupes)
+
+
+def test_sigkilled_consumer_successor_redelivers_only_uncommitted(
+        bootstrap_servers, make_topic, group_id, tmp_path):
+    topic = make_topic(partitions=2)
+    produce(bootstrap_servers, topic, ['m%d' % i for i in range(2000)])
+    log = tmp_path / 'child.log'
+    child = subprocess.Popen([sys.executable, str(CHILD), bootstrap_servers,
+                              group_id, topic, str(log), '100', '750'])
+    try:
+        # It holds after 750 messages: 50 past its last commit.
+        waiting.until(lambda: log.exists() and 'HOLDING' in log.read_text(),
+                      60, 'child handed 750 messages')
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(10)
+    lines = log.read_text().splitlines()
+    handed = [tuple(map(int, line.split()[1:])) for line in lines
+              if line.startswith('H ')]
+    committed = {}
+    for line in lines:
+        if line.startswith('C '):
+            partition, offset = map(int, line.split()[1:])
+            committed[partition] = offset
+    uncommitted = {(p, o) for p, o in handed if o >= committed.get(p, 0)}
+    assert len(uncommitted) == 50
+
+    successor = new_consumer(bootstrap_servers, group_id, topic,
+                             timeout=3000)
+    try:
+        again = take(successor, 2000 - sum(committed.values()), timeout=90)
+    finally:
+        successor.close()
+    seen = {(m.partition(), m.offset()) for m in again}
+    redelivered = seen & set(handed)
+    assert redelivered == uncommitted
+    # And nothing committed comes back; nothing is skipped.
+    for partition in (0, 1):
+        offsets = sorted(o for p, o in seen if p == partition)
+        start = committed.get(partition, 0)
+        assert offsets == list(range(start, start + len(offsets)))
+
+
+def test_close_is_bounded_with_broker_down(controllable_kafka, topic,
+                                           group_id):
+    servers = controllable_kafka.bootstrap_servers
+    produce(servers, topic, ['m'])
+    consumer = new_consumer(servers, group_id, topic)
+    take(consumer, 1)
+    for node in controllable_kafka.nodes:
+        node.kill()
+    started = time.monotonic()
+    consumer.close(timeout=3)
+    assert time.monotonic() - started < 6
+    consumer.close()  # idempotent
+    with pytest.raises(kafka.ClientClosedError):
+        consumer.commit()
