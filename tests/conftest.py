@@ -149,3 +149,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for cluster in _started_clusters:
             terminalreporter.section('Kafka broker log (tail)')
             terminalreporter.write_line(cluster.log_tail(80))
+
+
+@pytest.fixture
+def unreachable_servers():
+    """An address where nothing listens: connections are refused at once."""
+    return '127.0.0.1:%d' % kafka_broker.free_port()
