@@ -22,9 +22,9 @@ import pathlib
 import sys
 import uuid
 
-import pytest
-from confluent_kafka import admin as kafka_admin
 import confluent_kafka
+from confluent_kafka import admin as kafka_admin
+import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent /
                        'tools'))

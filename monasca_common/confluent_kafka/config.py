@@ -159,15 +159,30 @@ def log_client_error(log: logging.Logger, role: str,
         log.debug('Kafka %s: %s', role, err.str())
 
 
+# librdkafka names a property by its canonical name in errors; say which
+# alias the caller used.
+_ALIASES = {
+    'queue.buffering.max.ms': 'linger.ms',
+    'compression.codec': 'compression.type',
+    'message.send.max.retries': 'retries',
+    'request.required.acks': 'acks',
+    'metadata.broker.list': 'bootstrap.servers',
+}
+
+
 def create(client_class: type, config: dict):
     """Build the librdkafka client; errors name the property, not secrets."""
     config.setdefault('logger', LIBRDKAFKA_LOG)
     try:
         return client_class(config)
     except confluent_kafka.KafkaException as exc:
+        text = exc.args[0].str()
+        for canonical, alias in _ALIASES.items():
+            if '"%s"' % canonical in text and alias in config:
+                text += ' (given as "%s")' % alias
         raise errors.ConfigurationError(
             'invalid Kafka client configuration: %s'
-            % scrub(exc.args[0].str(), config)) from None
+            % scrub(text, config)) from None
     except (TypeError, ValueError) as exc:
         raise errors.ConfigurationError(
             'invalid Kafka client configuration: %s'

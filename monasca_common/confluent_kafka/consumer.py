@@ -42,6 +42,7 @@ LOG = logging.getLogger(__name__)
 KafkaError = confluent_kafka.KafkaError
 Message = confluent_kafka.Message
 TopicPartition = confluent_kafka.TopicPartition
+CommitCallback = typing.Callable[[], typing.Any]
 
 # librdkafka hands messages to Python in chunks of this many; the iterator
 # then yields them one by one.
@@ -111,7 +112,7 @@ class KafkaConsumer:
                  group_id: str, topic: str | list[str],
                  fetch_min_bytes: int | None = None, client_id: str = '',
                  repartition_callback: typing.Callable | None = None,
-                 commit_callback: typing.Callable[[], typing.Any] | None = None,
+                 commit_callback: CommitCallback | None = None,
                  max_commit_interval: float = 30,
                  timeout: int = 10000, *,
                  poll_timeout: float = 1.0,

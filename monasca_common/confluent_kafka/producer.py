@@ -57,7 +57,8 @@ _LEADER_ERRORS = frozenset((
 # so this only bounds how quickly close() can stop it.
 _POLL_INTERVAL = 0.1
 _FAILURE_SUMMARY_INTERVAL = 10.0
-_QUEUE_FULL = confluent_kafka.KafkaError(confluent_kafka.KafkaError._QUEUE_FULL)
+_QUEUE_FULL = confluent_kafka.KafkaError(
+    confluent_kafka.KafkaError._QUEUE_FULL)
 
 
 class FailedMessage(typing.NamedTuple):
@@ -394,12 +395,13 @@ class KafkaProducer:
             return result
         key = _encode_key(key)
         payloads = self._encode(messages, key)
-        if (self._down_since is not None and self._unavailable_after and
-                time.monotonic() - self._down_since >= self._unavailable_after):
+        down_since = self._down_since
+        if (down_since is not None and self._unavailable_after and
+                time.monotonic() - down_since >= self._unavailable_after):
             raise errors.KafkaUnavailableError(
                 'no Kafka broker reachable at %s for %.0f s; %d messages not '
                 'queued' % (self._config['bootstrap.servers'],
-                            time.monotonic() - self._down_since,
+                            time.monotonic() - down_since,
                             len(payloads)),
                 not_queued=len(payloads))
         if sync and threading.current_thread() is self._poller:

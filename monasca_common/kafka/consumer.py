@@ -30,7 +30,9 @@ class KafkaConsumer(consumer.KafkaConsumer):
                  topic, fetch_size=None, repartition_callback=None,
                  commit_callback=None, commit_timeout=30, timeout=None,
                  **config):
-        """:param fetch_size: ignored (librdkafka sizes its fetches).
+        """Accept the old arguments.
+
+        :param fetch_size: ignored (librdkafka sizes its fetches).
         :param timeout: ignored (it was a socket timeout in seconds).
         """
         if zookeeper_url or zookeeper_path:

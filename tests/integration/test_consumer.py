@@ -105,8 +105,11 @@ def test_batch_call_and_pause_resume(bootstrap_servers, topic, group_id):
             assert consumer.consume_batch(10, 0.5) == []
         consumer.resume()
         rest = []
-        waiting.until(lambda: rest.extend(consumer.consume_batch(100, 1.0))
-                      or len(rest) >= 50 - handed, 30, 'the rest')
+
+        def all_of_the_rest():
+            rest.extend(consumer.consume_batch(100, 1.0))
+            return len(rest) >= 50 - handed
+        waiting.until(all_of_the_rest, 30, 'the rest')
         # Nothing skipped, nothing repeated across the pause.
         assert [m.offset() for m in rest] == list(range(handed, 50))
     finally:
@@ -175,8 +178,8 @@ def test_rebalance_loses_and_duplicates_nothing(bootstrap_servers,
         third = threading.Thread(target=run, args=('c3', None))
         threads.append(third)
         third.start()
-        waiting.until(lambda: 'c3' in members and
-                      members['c3'].assignment(), 60, 'c3 assigned')
+        waiting.until(lambda: 'c3' in members and members['c3'].assignment(),
+                      60, 'c3 assigned')
         produce(bootstrap_servers, topic,
                 ['b%05d' % i for i in range(total // 2)])
         waiting.until(lambda: count() >= total, 120, 'all messages')

@@ -26,17 +26,6 @@ from tests import waiting
 
 pytestmark = pytest.mark.integration
 
-import sys  # noqa: E402
-import pathlib  # noqa: E402
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] /
-                       'tools'))
-from kafka_broker import free_port  # noqa: E402
-
-
-def dead_address():
-    # A port nothing listens on: connections are refused at once.
-    return '127.0.0.1:%d' % free_port()
-
 
 class Recorder:
     """Collects delivery reports; thread-safe for the poller thread."""
@@ -99,8 +88,8 @@ def test_callbacks_arrive_without_another_call(bootstrap_servers, topic):
         assert result.done() and result.delivered == 1
 
 
-def test_sync_publish_returns_after_acknowledgement(bootstrap_servers,
-                                                   topic):
+def test_sync_publish_returns_after_acknowledgement(
+        bootstrap_servers, topic):
     with kafka.KafkaProducer(bootstrap_servers) as producer:
         result = producer.publish(topic, ['a', 'b'], key='k', sync=True,
                                   timeout=30)
@@ -126,8 +115,8 @@ def test_payload_types(bootstrap_servers, topic):
                                          b'single str']
 
 
-def test_oversized_message_is_refused_before_queueing(bootstrap_servers,
-                                                     topic):
+def test_oversized_message_is_refused_before_queueing(
+        bootstrap_servers, topic):
     with kafka.KafkaProducer(bootstrap_servers,
                              **{'message.max.bytes': 10000}) as producer:
         with pytest.raises(kafka.InvalidMessageError,
@@ -137,8 +126,8 @@ def test_oversized_message_is_refused_before_queueing(bootstrap_servers,
         producer.publish(topic, b'still usable', sync=True)
 
 
-def test_partial_bulk_failure_names_exactly_the_failed(bootstrap_servers,
-                                                      make_topic):
+def test_partial_bulk_failure_names_exactly_the_failed(
+        bootstrap_servers, make_topic):
     # The broker refuses records over the topic's max.message.bytes; the
     # client does not know that limit, so those fail at delivery.
     topic = make_topic(config={'max.message.bytes': '2000'})
@@ -159,9 +148,9 @@ def test_partial_bulk_failure_names_exactly_the_failed(bootstrap_servers,
     assert not stored & failed
 
 
-def test_broker_unreachable_fails_every_message_in_time():
+def test_broker_unreachable_fails_every_message_in_time(unreachable_servers):
     recorder = Recorder()
-    producer = kafka.KafkaProducer(dead_address(),
+    producer = kafka.KafkaProducer(unreachable_servers,
                                    delivery_callback=recorder,
                                    **{'message.timeout.ms': 2000})
     started = time.monotonic()
@@ -177,8 +166,9 @@ def test_broker_unreachable_fails_every_message_in_time():
     assert producer.close(1) == 0
 
 
-def test_close_with_broker_down_reports_and_keeps_its_deadline():
-    producer = kafka.KafkaProducer(dead_address())
+def test_close_with_broker_down_reports_and_keeps_its_deadline(
+        unreachable_servers):
+    producer = kafka.KafkaProducer(unreachable_servers)
     result = producer.publish('nowhere', ['%d' % i for i in range(100)])
     started = time.monotonic()
     undelivered = producer.close(timeout=1.0)
@@ -194,9 +184,9 @@ def test_close_with_broker_down_reports_and_keeps_its_deadline():
         producer.publish('nowhere', 'late')
 
 
-def test_queue_full_says_how_many_were_not_queued():
+def test_queue_full_says_how_many_were_not_queued(unreachable_servers):
     producer = kafka.KafkaProducer(
-        dead_address(), **{'queue.buffering.max.messages': 10})
+        unreachable_servers, **{'queue.buffering.max.messages': 10})
     try:
         started = time.monotonic()
         with pytest.raises(kafka.QueueFullError,
@@ -216,8 +206,8 @@ def test_queue_full_says_how_many_were_not_queued():
     assert undelivered == 10
 
 
-def test_publish_fails_fast_while_kafka_is_unavailable():
-    producer = kafka.KafkaProducer(dead_address(), unavailable_after=0.5)
+def test_publish_fails_fast_while_kafka_is_unavailable(unreachable_servers):
+    producer = kafka.KafkaProducer(unreachable_servers, unavailable_after=0.5)
     try:
         producer.publish('nowhere', 'queued before we know')
 

@@ -23,8 +23,8 @@ options and does nothing else.
   kafka_topics = log
 """
 
-from confluent_kafka import admin as kafka_admin
 import confluent_kafka
+from confluent_kafka import admin as kafka_admin
 from oslo_config import cfg
 from oslo_log import log
 
@@ -40,8 +40,11 @@ opts.register_opts(CONF)
 
 
 class KafkaHealthCheck:
-    """Healthy when a broker answers within the timeout and every
-    configured topic exists."""
+    """Kafka's health as the services see it.
+
+    Healthy when a broker answers within the timeout and every configured
+    topic exists.
+    """
 
     def __init__(self, conf: cfg.ConfigOpts = CONF):
         self._conf = conf
