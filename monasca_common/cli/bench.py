@@ -1,0 +1,358 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Throughput and latency of the clients, side by side with raw
+confluent-kafka loops, on one broker in one run.
+
+Every producer scenario counts until the last message is acknowledged
+(flush), with the same librdkafka settings as the library's defaults, so
+the ratios compare only what the Python layer adds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import threading
+import time
+import typing
+import uuid
+
+import confluent_kafka
+
+from monasca_common.confluent_kafka import config as kafka_config
+from monasca_common.confluent_kafka import consumer as kafka_consumer
+from monasca_common.confluent_kafka import producer as kafka_producer
+
+# librdkafka's mock cluster keeps ~5 MiB per partition (4 partitions per
+# auto-created topic); stay well inside it.
+MOCK_BYTES_PER_TOPIC = 12 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class Result:
+    scenario: str
+    size: int
+    messages: int
+    seconds: float
+    note: str = ''
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+
+class MockCluster:
+    """librdkafka's in-process cluster, owned by a holder client."""
+
+    def __init__(self):
+        self._holder = confluent_kafka.Producer({
+            'test.mock.num.brokers': 1, 'logger': kafka_config.LIBRDKAFKA_LOG})
+        brokers = self._holder.list_topics(timeout=10).brokers.values()
+        self.bootstrap_servers = ','.join('%s:%d' % (b.host, b.port)
+                                          for b in brokers)
+
+    def close(self):
+        self._holder.flush(1)
+
+
+def _topic(prefix='bench'):
+    return '%s-%s' % (prefix, uuid.uuid4().hex[:10])
+
+
+def _raw_producer(servers):
+    conf = dict(kafka_config.PRODUCER_DEFAULTS)
+    conf.update({'bootstrap.servers': servers,
+                 'logger': kafka_config.LIBRDKAFKA_LOG})
+    return confluent_kafka.Producer(conf)
+
+
+def _create_topic(servers, topic, partitions):
+    # On a real broker topics must be created; the mock cluster
+    # auto-creates with 4 partitions and cannot create through admin.
+    from confluent_kafka import admin
+    client = admin.AdminClient({'bootstrap.servers': servers,
+                                'logger': kafka_config.LIBRDKAFKA_LOG})
+    futures = client.create_topics([admin.NewTopic(
+        topic, num_partitions=partitions, replication_factor=1)],
+        operation_timeout=10)
+    futures[topic].result(15)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        md = client.list_topics(topic, timeout=5).topics.get(topic)
+        if md is not None and md.error is None and md.partitions and all(
+                p.leader >= 0 for p in md.partitions.values()):
+            return
+        time.sleep(0.1)
+    raise RuntimeError('topic %s has no leader after 15 s' % topic)
+
+
+class Bench:
+    """Runs the scenarios; ``progress`` is told (name, done, total)."""
+
+    def __init__(self, servers: str, messages: int, mock: bool,
+                 progress: typing.Callable | None = None,
+                 partitions: int = 4):
+        self.servers = servers
+        self.messages = messages
+        self.mock = mock
+        self.partitions = partitions
+        self.progress = progress or (lambda *a: None)
+
+    def topic(self):
+        name = _topic()
+        if not self.mock:
+            _create_topic(self.servers, name, self.partitions)
+        return name
+
+    def count_for(self, size: int, share: float = 1.0) -> int:
+        count = int(self.messages * share)
+        if self.mock:
+            count = min(count, MOCK_BYTES_PER_TOPIC // (size + 60))
+        return max(count, 100)
+
+    # -- producer scenarios -------------------------------------------------
+
+    def raw_produce_loop(self, size):
+        n = self.count_for(size)
+        payloads = [b'x' * size] * n
+        producer = _raw_producer(self.servers)
+        topic = self.topic()
+        producer.produce(topic, b'warm-up')
+        producer.flush(30)
+        started = time.perf_counter()
+        produce = producer.produce
+        poll = producer.poll
+        for i, payload in enumerate(payloads):
+            while True:
+                try:
+                    produce(topic, payload)
+                    break
+                except BufferError:
+                    poll(0.01)
+            if i % 10000 == 0:
+                poll(0)
+                self.progress('raw produce loop', i, n)
+        producer.flush(120)
+        return Result('raw confluent-kafka produce loop', size, n,
+                      time.perf_counter() - started, 'baseline')
+
+    def _ours(self, name, size, share, body, note=''):
+        n = self.count_for(size, share)
+        payloads = [b'x' * size] * n
+        with kafka_producer.KafkaProducer(self.servers) as producer:
+            topic = self.topic()
+            producer.publish(topic, b'warm-up', sync=True, timeout=30)
+            started = time.perf_counter()
+            body(producer, topic, payloads, name)
+            left = producer.flush(120)
+            elapsed = time.perf_counter() - started
+            failed = producer.stats()['failed']
+        if left or failed:
+            note = '%s %d undelivered' % (note, left + failed)
+        return Result(name, size, n, elapsed, note.strip())
+
+    def publish_list(self, size):
+        def body(producer, topic, payloads, name):
+            for i in range(0, len(payloads), 1000):
+                producer.publish(topic, payloads[i:i + 1000])
+                self.progress(name, i, len(payloads))
+        return self._ours('publish(list of 1000)', size, 1.0, body)
+
+    def publish_one(self, size):
+        def body(producer, topic, payloads, name):
+            publish = producer.publish
+            for i, payload in enumerate(payloads):
+                publish(topic, payload)
+                if i % 10000 == 0:
+                    self.progress(name, i, len(payloads))
+        return self._ours('publish(one message)', size, 1.0, body)
+
+    def publish_sync(self, size):
+        def body(producer, topic, payloads, name):
+            for i in range(0, len(payloads), 1000):
+                producer.publish(topic, payloads[i:i + 1000], sync=True,
+                                 timeout=60)
+                self.progress(name, i, len(payloads))
+        return self._ours('publish(list of 1000, sync=True)', size, 0.5,
+                          body)
+
+    def old_wrapper_pattern(self, size):
+        # What the previous confluent wrapper did on every publish call:
+        # produce, then flush(2) before returning.
+        n = self.count_for(size, 0.02)
+        producer = _raw_producer(self.servers)
+        topic = self.topic()
+        producer.produce(topic, b'warm-up')
+        producer.flush(30)
+        payload = b'x' * size
+        started = time.perf_counter()
+        for i in range(n):
+            producer.produce(topic, payload)
+            producer.poll(0)
+            producer.flush(2)
+            if i % 100 == 0:
+                self.progress('old wrapper pattern', i, n)
+        return Result('old wrapper: produce+flush per publish', size, n,
+                      time.perf_counter() - started, 'one message per call')
+
+    # -- consumer scenarios -------------------------------------------------
+
+    def _fill_topic(self, size):
+        n = self.count_for(size)
+        topic = self.topic()
+        with kafka_producer.KafkaProducer(self.servers) as producer:
+            for i in range(0, n, 1000):
+                producer.publish(topic, [b'x' * size] * min(1000, n - i))
+            producer.flush(120)
+        return topic, n
+
+    def raw_consume_loop(self, size, topic, n):
+        consumer = confluent_kafka.Consumer({
+            'bootstrap.servers': self.servers,
+            'group.id': 'bench-raw-' + uuid.uuid4().hex[:8],
+            'auto.offset.reset': 'earliest', 'enable.auto.commit': False,
+            'logger': kafka_config.LIBRDKAFKA_LOG})
+        consumer.subscribe([topic])
+        count = 0
+        started = None
+        try:
+            while count < n:
+                for message in consumer.consume(500, 1.0):
+                    if message.error() is None:
+                        if started is None:
+                            started = time.perf_counter()
+                        message.value()
+                        count += 1
+                        if count % 1000 == 0:
+                            consumer.commit(asynchronous=False)
+                self.progress('raw consume loop', count, n)
+            elapsed = time.perf_counter() - started
+        finally:
+            consumer.close()
+        return Result('raw confluent-kafka consume loop', size, n, elapsed,
+                      'baseline, commit per 1000')
+
+    def iterate(self, size, topic, n):
+        consumer = kafka_consumer.KafkaConsumer(
+            self.servers, 'bench-' + uuid.uuid4().hex[:8], topic)
+        count = 0
+        started = None
+        try:
+            for message in consumer:
+                if started is None:
+                    started = time.perf_counter()
+                message.value()
+                count += 1
+                if count % 1000 == 0:
+                    consumer.commit()
+                    self.progress('consumer iteration', count, n)
+                if count >= n:
+                    break
+            elapsed = time.perf_counter() - started
+        finally:
+            consumer.close()
+        return Result('KafkaConsumer iteration', size, n, elapsed,
+                      'commit per 1000')
+
+    # -- latency ------------------------------------------------------------
+
+    def latency(self, size, rate=1000, seconds=3.0):
+        topic = self.topic()
+        n = int(rate * seconds)
+        received = {}
+        ready = threading.Event()
+        consumer = kafka_consumer.KafkaConsumer(
+            self.servers, 'bench-lat-' + uuid.uuid4().hex[:8], topic,
+            poll_timeout=0.1, **{'fetch.wait.max.ms': 10,
+                                 'auto.offset.reset': 'latest'})
+
+        def read():
+            for message in consumer:
+                if not ready.is_set():
+                    ready.set()
+                if message.value().startswith(b'L'):
+                    received[int(message.value()[1:11])] = time.monotonic()
+                if len(received) >= n:
+                    break
+
+        with kafka_producer.KafkaProducer(self.servers,
+                                          **{'linger.ms': 1}) as producer:
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            # Until the reader owns the partitions, probe messages.
+            deadline = time.monotonic() + 60
+            while not ready.is_set() and time.monotonic() < deadline:
+                producer.publish(topic, b'probe')
+                ready.wait(0.2)
+            pad = b'x' * max(0, size - 11)
+            sent = {}
+            start = time.monotonic()
+            for i in range(n):
+                due = start + i / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                sent[i] = time.monotonic()
+                producer.publish(topic, b'L%010d' % i + pad)
+                if i % rate == 0:
+                    self.progress('latency', i, n)
+            producer.flush(30)
+            reader.join(30)
+            consumer.stop()
+        consumer.close()
+        delays = sorted((received[i] - sent[i]) * 1000
+                        for i in received if i in sent)
+        if not delays:
+            return Result('end-to-end latency', size, 0, 0, 'nothing came')
+        p50 = statistics.median(delays)
+        p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+        return Result('end-to-end latency at %d msg/s' % rate, size,
+                      len(delays), seconds,
+                      'p50 %.1f ms, p99 %.1f ms' % (p50, p99))
+
+    # -- all ----------------------------------------------------------------
+
+    def run(self, sizes=(100, 1024), latency=True) -> list[Result]:
+        results = []
+        for size in sizes:
+            results.append(self.raw_produce_loop(size))
+            results.append(self.publish_list(size))
+            results.append(self.publish_one(size))
+            results.append(self.publish_sync(size))
+            results.append(self.old_wrapper_pattern(size))
+            topic, n = self._fill_topic(size)
+            results.append(self.raw_consume_loop(size, topic, n))
+            results.append(self.iterate(size, topic, n))
+        if latency:
+            results.append(self.latency(100))
+        return results
+
+
+def ratios(results: list[Result]) -> dict[str, float]:
+    """The issue's targets, as measured ratios per message size."""
+    out = {}
+    by = {(r.scenario, r.size): r.rate for r in results}
+    for size in sorted({r.size for r in results}):
+        raw = by.get(('raw confluent-kafka produce loop', size))
+        if raw:
+            out['publish(list) / raw loop, %d B' % size] = by.get(
+                ('publish(list of 1000)', size), 0) / raw
+        old = by.get(('old wrapper: produce+flush per publish', size))
+        if old:
+            out['one-message publish / old pattern, %d B' % size] = by.get(
+                ('publish(one message)', size), 0) / old
+        raw_c = by.get(('raw confluent-kafka consume loop', size))
+        if raw_c:
+            out['consumer / raw consume, %d B' % size] = by.get(
+                ('KafkaConsumer iteration', size), 0) / raw_c
+    return out

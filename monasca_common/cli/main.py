@@ -1,0 +1,220 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``monasca-kafka``: produce, consume, check and benchmark.
+
+With no ``--bootstrap-servers``, ``bench`` runs on librdkafka's embedded
+mock cluster, so it needs nothing but this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from monasca_common.cli import bench
+from monasca_common import kafka
+
+
+def _progress_and_report():
+    """Progress callback and table printer: rich when installed."""
+    try:
+        from rich import console
+        from rich import progress
+        from rich import table
+    except ImportError:
+        return _plain_progress, _plain_table
+    out = console.Console(width=None if sys.stdout.isatty() else 130)
+    bar = progress.Progress(progress.TextColumn('{task.description:40}'),
+                            progress.BarColumn(),
+                            progress.MofNCompleteColumn(),
+                            progress.TimeElapsedColumn(),
+                            console=out, transient=True)
+    tasks = {}
+
+    def on_progress(name, done, total):
+        if not bar.live.is_started:
+            bar.start()
+        if name not in tasks:
+            tasks[name] = bar.add_task(name, total=total)
+        bar.update(tasks[name], completed=done)
+
+    def report(results, ratios):
+        if bar.live.is_started:
+            bar.stop()
+        grid = table.Table(title='monasca-kafka bench')
+        for column in ('scenario', 'size', 'messages', 'seconds', 'msgs/s',
+                       'note'):
+            grid.add_column(column, justify='left' if column in (
+                'scenario', 'note') else 'right')
+        for r in results:
+            grid.add_row(r.scenario, '%d B' % r.size, str(r.messages),
+                         '%.2f' % r.seconds, '{:,.0f}'.format(r.rate),
+                         r.note)
+        out.print(grid)
+        for name, value in ratios.items():
+            out.print('%-45s %.2fx' % (name, value))
+    return on_progress, report
+
+
+def _plain_progress(name, done, total):
+    pass
+
+
+def _plain_table(results, ratios):
+    print('%-42s %7s %9s %8s %12s  %s' % ('scenario', 'size', 'messages',
+                                          'seconds', 'msgs/s', 'note'))
+    for r in results:
+        print('%-42s %5d B %9d %8.2f %12.0f  %s' % (
+            r.scenario, r.size, r.messages, r.seconds, r.rate, r.note))
+    for name, value in ratios.items():
+        print('%-45s %.2fx' % (name, value))
+
+
+def _plot(results, path):
+    from matplotlib import pyplot
+    rows = [r for r in results if not r.scenario.startswith('end-to-end')]
+    labels = ['%s (%d B)' % (r.scenario, r.size) for r in rows]
+    figure, axes = pyplot.subplots(figsize=(10, 0.4 * len(rows) + 1))
+    axes.barh(labels, [r.rate for r in rows])
+    axes.set_xlabel('messages per second')
+    axes.invert_yaxis()
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def cmd_bench(args) -> int:
+    mock = None
+    servers = args.bootstrap_servers
+    if not servers:
+        mock = bench.MockCluster()
+        servers = mock.bootstrap_servers
+    on_progress, report = _progress_and_report()
+    runner = bench.Bench(servers, args.messages, mock is not None,
+                         on_progress)
+    try:
+        results = runner.run(sizes=args.sizes, latency=not args.no_latency)
+    finally:
+        if mock is not None:
+            mock.close()
+    print('broker: %s' % ('librdkafka mock cluster' if mock else servers))
+    report(results, bench.ratios(results))
+    if args.plot:
+        _plot(results, args.plot)
+        print('plot written to %s' % args.plot)
+    return 0
+
+
+def cmd_produce(args) -> int:
+    lines = args.message or [line.rstrip('\n') for line in sys.stdin]
+    with kafka.KafkaProducer(args.bootstrap_servers) as producer:
+        result = producer.publish(args.topic, lines, key=args.key,
+                                  sync=True, timeout=args.timeout)
+    print('%d delivered to %s' % (result.delivered, args.topic))
+    return 0
+
+
+def cmd_consume(args) -> int:
+    consumer = kafka.KafkaConsumer(args.bootstrap_servers, args.group,
+                                   args.topic)
+    try:
+        count = 0
+        while args.count is None or count < args.count:
+            batch = consumer.consume_batch(
+                min(500, (args.count or 500) - count), args.timeout)
+            if not batch:
+                break
+            for message in batch:
+                value = message.value()
+                print(value.decode('utf-8', 'replace') if value else '')
+            count += len(batch)
+            if args.commit:
+                consumer.commit()
+    finally:
+        consumer.close()
+    return 0
+
+
+def cmd_healthcheck(args) -> int:
+    from oslo_config import cfg
+
+    from monasca_common.healthcheck.checks import kafka_check
+    from monasca_common.kafka import opts
+    conf = cfg.ConfigOpts()
+    opts.register_opts(conf)
+    conf.set_override('kafka_url', args.bootstrap_servers,
+                      'kafka_healthcheck')
+    conf.set_override('kafka_topics', args.topic or [], 'kafka_healthcheck')
+    conf.set_override('timeout', args.timeout, 'kafka_healthcheck')
+    healthy, message = kafka_check.KafkaHealthCheck(conf).healthcheck()
+    print(message)
+    return 0 if healthy else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog='monasca-kafka',
+                                  description=__doc__.split('\n')[0])
+    top.add_argument('-v', '--verbose', action='store_true')
+    sub = top.add_subparsers(dest='command', required=True)
+
+    b = sub.add_parser('bench', help='measure throughput and latency')
+    b.add_argument('--bootstrap-servers', '-b',
+                   help='a real broker (default: embedded mock cluster)')
+    b.add_argument('--messages', '-n', type=int, default=100000,
+                   help='messages per throughput scenario')
+    b.add_argument('--sizes', type=lambda s: [int(x) for x in s.split(',')],
+                   default=[100, 1024], help='message sizes, e.g. 100,1024')
+    b.add_argument('--no-latency', action='store_true')
+    b.add_argument('--plot', help='write a PNG bar chart here (matplotlib)')
+    b.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser('produce', help='publish messages (args or stdin)')
+    p.add_argument('--bootstrap-servers', '-b', required=True)
+    p.add_argument('--topic', '-t', required=True)
+    p.add_argument('--key')
+    p.add_argument('--timeout', type=float, default=30)
+    p.add_argument('message', nargs='*')
+    p.set_defaults(func=cmd_produce)
+
+    c = sub.add_parser('consume', help='print messages of a topic')
+    c.add_argument('--bootstrap-servers', '-b', required=True)
+    c.add_argument('--topic', '-t', required=True)
+    c.add_argument('--group', '-g', default='monasca-kafka-cli')
+    c.add_argument('--count', type=int)
+    c.add_argument('--timeout', type=float, default=10,
+                   help='stop after this long without a message')
+    c.add_argument('--commit', action='store_true')
+    c.set_defaults(func=cmd_consume)
+
+    h = sub.add_parser('healthcheck', help='exit 0 if Kafka is healthy')
+    h.add_argument('--bootstrap-servers', '-b', required=True)
+    h.add_argument('--topic', '-t', action='append')
+    h.add_argument('--timeout', type=float, default=5)
+    h.set_defaults(func=cmd_healthcheck)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else
+                        logging.WARNING,
+                        format='%(levelname)s %(name)s: %(message)s')
+    try:
+        return args.func(args)
+    except kafka.KafkaClientError as exc:
+        print('error: %s' % exc, file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
