@@ -48,6 +48,7 @@ DeliveryCallback = typing.Callable[
     typing.Any]
 Messages = typing.Union[str, bytes, collections.abc.Sequence]
 
+_getpid = os.getpid
 _LEGAL_TOPIC = re.compile(r'^[a-zA-Z0-9._-]{1,249}$')
 _LEADER_ERRORS = frozenset((
     confluent_kafka.KafkaError.LEADER_NOT_AVAILABLE,
@@ -69,6 +70,11 @@ class FailedMessage(typing.NamedTuple):
     error: confluent_kafka.KafkaError
 
 
+# Guards only the moment a result completes or a waiter arrives: once per
+# call, never per message.
+_completion_lock = threading.Lock()
+
+
 class PublishResult:
     """The outcome of one ``publish`` call, filled in as reports arrive.
 
@@ -79,7 +85,7 @@ class PublishResult:
     """
 
     __slots__ = ('topic', 'queued', 'not_queued', 'delivered', 'failed',
-                 '_callback', '_sealed', '_done', '__weakref__')
+                 '_callback', '_sealed', '_complete', '_event')
 
     def __init__(self, topic: str,
                  callback: DeliveryCallback | None = None):
@@ -90,7 +96,9 @@ class PublishResult:
         self.failed: list[FailedMessage] = []
         self._callback = callback
         self._sealed = False
-        self._done = threading.Event()
+        self._complete = False
+        # Created only for a caller that waits: most never do.
+        self._event: threading.Event | None = None
 
     @property
     def reported(self) -> int:
@@ -98,11 +106,19 @@ class PublishResult:
 
     def done(self) -> bool:
         """True once every queued message has been delivered or failed."""
-        return self._done.is_set()
+        return self._complete
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until :meth:`done`; False if ``timeout`` passed first."""
-        return self._done.wait(timeout)
+        if self._complete:
+            return True
+        with _completion_lock:
+            if self._complete:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     def raise_for_failures(self) -> None:
         """Raise if any message of the call is not (yet) delivered."""
@@ -131,20 +147,14 @@ class PublishResult:
         self.queued = queued
         self.not_queued = not_queued
         self._sealed = True
-        if self.reported >= queued:
-            self._done.set()
+        if self.delivered + len(self.failed) >= queued:
+            self._finish()
 
-    def _report(self, err, msg) -> None:
-        # Served by the poller thread only.
-        if err is None:
-            self.delivered += 1
-        else:
-            self.failed.append(
-                FailedMessage(msg.topic(), msg.value(), msg.key(), err))
-        if self._callback is not None:
-            _call_safely(self._callback, err, msg)
-        if self._sealed and self.reported >= self.queued:
-            self._done.set()
+    def _finish(self) -> None:
+        with _completion_lock:
+            self._complete = True
+            if self._event is not None:
+                self._event.set()
 
     def __repr__(self) -> str:
         return ('<PublishResult topic=%r queued=%d delivered=%d failed=%d '
@@ -162,12 +172,10 @@ def _call_safely(callback, *args) -> None:
 
 
 def _encode_value(value, position: int) -> bytes:
-    if isinstance(value, bytes):
-        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
     if isinstance(value, str):
         return value.encode('utf-8')
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
     raise TypeError('message %d of the publish call is %s; messages must be '
                     'str or bytes' % (position, type(value).__name__))
 
@@ -226,6 +234,7 @@ class KafkaProducer:
         self._count_lock = threading.Lock()
         self._failure_burst: collections.Counter = collections.Counter()
         self._last_summary = time.monotonic()
+        self._last_queue_full_log = -_FAILURE_SUMMARY_INTERVAL
         self._down_since: float | None = None
         self._closed = False
         self._close_lock = threading.Lock()
@@ -381,8 +390,9 @@ class KafkaProducer:
         :raises KafkaUnavailableError: no broker has been reachable for
             ``unavailable_after`` seconds; nothing was queued.
         """
-        self._check_usable()
-        if not isinstance(messages, list):
+        if self._closed or self._pid != _getpid():
+            self._check_usable()
+        if type(messages) is not list:
             messages = (list(messages) if isinstance(messages, tuple)
                         else [messages])
         if topic not in self._legal_topics:
@@ -393,7 +403,8 @@ class KafkaProducer:
         if not messages:
             result._seal(0, 0)
             return result
-        key = _encode_key(key)
+        if key is not None:
+            key = _encode_key(key)
         payloads = self._encode(messages, key)
         down_since = self._down_since
         if (down_since is not None and self._unavailable_after and
@@ -426,15 +437,24 @@ class KafkaProducer:
         return result
 
     def _encode(self, messages: list, key) -> list[bytes]:
-        payloads = [_encode_value(m, i) for i, m in enumerate(messages)]
-        limit = self._max_bytes - (len(key) if isinstance(key, bytes) else 0)
-        for position, payload in enumerate(payloads):
-            if len(payload) > limit:
-                raise errors.InvalidMessageError(
-                    'message %d of the publish call is %d bytes, over the '
-                    'producer limit message.max.bytes=%d; nothing of the '
-                    'call was queued' % (position, len(payload),
-                                         self._max_bytes))
+        payloads = []
+        append = payloads.append
+        for message in messages:
+            kind = type(message)
+            if kind is bytes:
+                append(message)
+            elif kind is str:
+                append(message.encode('utf-8'))
+            else:
+                append(_encode_value(message, len(payloads)))
+        limit = self._max_bytes - (len(key) if key else 0)
+        if max(map(len, payloads)) > limit:
+            position, payload = next((i, p) for i, p in enumerate(payloads)
+                                     if len(p) > limit)
+            raise errors.InvalidMessageError(
+                'message %d of the publish call is %d bytes, over the '
+                'producer limit message.max.bytes=%d; nothing of the call '
+                'was queued' % (position, len(payload), self._max_bytes))
         return payloads
 
     def _check_topic(self, topic) -> None:
@@ -463,8 +483,11 @@ class KafkaProducer:
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + timeout
-                    LOG.warning('Kafka producer queue full; waiting up to '
-                                '%.1f s for room', timeout)
+                    if now - self._last_queue_full_log >= \
+                            _FAILURE_SUMMARY_INTERVAL:
+                        self._last_queue_full_log = now
+                        LOG.warning('Kafka producer queue full; publish '
+                                    'waits up to %.1f s for room', timeout)
                 elif now >= deadline:
                     return position
                 time.sleep(min(backoff, max(0.0, deadline - now)))
@@ -487,19 +510,30 @@ class KafkaProducer:
             self._queued_count += queued
 
     def _report_for(self, result: PublishResult):
-        user_callback = self._delivery_callback
+        # One closure per call, run by the poller for each of its messages;
+        # kept flat because it is the per-message cost of reporting.
+        producer_callback = self._delivery_callback
+        call_callback = result._callback
+        failed = result.failed
 
         def report(err, msg):
             if err is None:
                 self._delivered_count += 1
+                result.delivered += 1
                 if self._down_since is not None:
                     self._down_since = None
             else:
                 self._failed_count += 1
                 self._note_failure(err, msg)
-            result._report(err, msg)
-            if user_callback is not None:
-                _call_safely(user_callback, err, msg)
+                failed.append(FailedMessage(msg.topic(), msg.value(),
+                                            msg.key(), err))
+            if call_callback is not None:
+                _call_safely(call_callback, err, msg)
+            if producer_callback is not None:
+                _call_safely(producer_callback, err, msg)
+            if result._sealed and \
+                    result.delivered + len(failed) >= result.queued:
+                result._finish()
         return report
 
     # -- failures -----------------------------------------------------------
