@@ -242,9 +242,17 @@ class KafkaConsumer:
         return max(0.0, min(self._poll_timeout, due))
 
     def _fill(self, timeout: float, count: int = _FETCH_CHUNK) -> None:
+        # Wait for the first message only, then take what is already there:
+        # consume(n, timeout) would hold a lone message until n arrive or
+        # the timeout ends, adding up to poll_timeout of latency.
         self._reading.set()
         try:
-            messages = self._consumer.consume(count, timeout)
+            first = self._consumer.poll(timeout)
+            if first is None:
+                return
+            messages = [first]
+            if count > 1:
+                messages.extend(self._consumer.consume(count - 1, 0))
         finally:
             self._reading.clear()
         for message in messages:

@@ -224,6 +224,8 @@ class KafkaProducer:
                                           bootstrap_servers, config)
         self._config['error_cb'] = self._on_client_error
         self._max_bytes = int(self._config.get('message.max.bytes', 1000000))
+        self._max_messages = int(self._config.get(
+            'queue.buffering.max.messages', 100000))
         self._delivery_callback = delivery_callback
         self._unavailable_after = unavailable_after
         self.block_timeout = block_timeout
@@ -419,18 +421,18 @@ class KafkaProducer:
             raise RuntimeError('publish(sync=True) from a delivery callback '
                                'would wait for itself')
 
-        queued = self._queue(topic, payloads, key, result, timeout)
-        result._seal(queued, len(payloads) - queued)
+        unqueued = self._queue(topic, payloads, key, result, timeout)
+        queued = len(payloads) - len(unqueued)
+        result._seal(queued, len(unqueued))
         self._count_queued(queued)
-        if queued < len(payloads):
+        if unqueued:
             raise errors.QueueFullError(
                 'Kafka producer queue full for %.1f s: %d of %d messages to '
-                'topic %r not queued (the first %d are queued)'
-                % (timeout, len(payloads) - queued, len(payloads), topic,
-                   queued),
+                'topic %r not queued (exc.failed lists them)'
+                % (timeout, len(unqueued), len(payloads), topic),
                 failed=[FailedMessage(topic, p, key, _QUEUE_FULL)
-                        for p in payloads[queued:]],
-                not_queued=len(payloads) - queued)
+                        for p in unqueued],
+                not_queued=len(unqueued))
         if sync:
             result.wait(timeout)
             result.raise_for_failures()
@@ -465,9 +467,38 @@ class KafkaProducer:
         self._legal_topics.add(topic)
 
     def _queue(self, topic: str, payloads: list[bytes], key: bytes | None,
-               result: PublishResult, timeout: float) -> int:
-        produce = self._producer.produce
+               result: PublishResult, timeout: float) -> list[bytes]:
+        """Queue ``payloads``; return those still not queued at timeout."""
         report = self._report_for(result)
+        count = len(payloads)
+        if count > 1 and len(self._producer) + count <= self._max_messages:
+            # Room for all of it: one C call queues the lot, in order.
+            batch = ([{'value': p} for p in payloads] if key is None else
+                     [{'value': p, 'key': key} for p in payloads])
+            queued = self._producer.produce_batch(topic, batch,
+                                                  on_delivery=report)
+            if queued == count:
+                return []
+            refused = [i for i, m in enumerate(batch) if '_error' in m]
+            first = batch[refused[0]]['_error']
+            if any(batch[i]['_error'].code() != _QUEUE_FULL.code()
+                   for i in refused):
+                self._refuse(result, topic, queued, len(refused),
+                             refused[0], first)
+            # Another thread filled the queue meanwhile: queue the rest
+            # one by one as room comes (they may follow later messages).
+            return self._queue_each(topic, [payloads[i] for i in refused],
+                                    key, report, result, timeout, queued)
+        return self._queue_each(topic, payloads, key, report, result,
+                                timeout, 0)
+
+    def _queue_each(self, topic, payloads, key, report, result, timeout,
+                    already):
+        """Queue in order, waiting up to ``timeout`` while the queue is full.
+
+        :returns: the payloads not queued (a suffix of ``payloads``).
+        """
+        produce = self._producer.produce
         deadline = None
         position = 0
         backoff = 0.001
@@ -489,19 +520,23 @@ class KafkaProducer:
                         LOG.warning('Kafka producer queue full; publish '
                                     'waits up to %.1f s for room', timeout)
                 elif now >= deadline:
-                    return position
+                    break
                 time.sleep(min(backoff, max(0.0, deadline - now)))
                 backoff = min(backoff * 2, 0.05)
             except confluent_kafka.KafkaException as exc:
-                err = exc.args[0]
-                result._seal(position, count - position)
-                self._count_queued(position)
-                raise errors.InvalidMessageError(
-                    'Kafka refused message %d of the publish call to topic '
-                    '%r: %s; the %d before it are queued, the rest not'
-                    % (position, topic, err.str(), position),
-                    not_queued=count - position) from None
-        return position
+                self._refuse(result, topic, already + position,
+                             count - position, already + position,
+                             exc.args[0])
+        return payloads[position:]
+
+    def _refuse(self, result, topic, queued, not_queued, index, err):
+        result._seal(queued, not_queued)
+        self._count_queued(queued)
+        raise errors.InvalidMessageError(
+            'Kafka refused message %d of the publish call to topic %r: %s; '
+            '%d of the call are queued, %d not'
+            % (index, topic, err.str(), queued, not_queued),
+            not_queued=not_queued)
 
     def _count_queued(self, queued: int) -> None:
         # Counted once queueing of the call ends: reports may arrive first,

@@ -253,3 +253,22 @@ def test_close_is_bounded_with_broker_down(controllable_kafka, topic,
     consumer.close()  # idempotent
     with pytest.raises(kafka.ClientClosedError):
         consumer.commit()
+
+
+def test_a_lone_message_is_not_held_until_the_poll_timeout(
+        bootstrap_servers, topic, group_id):
+    # With a 60 s poll timeout, a consumer that waited for a full chunk
+    # (or the timeout) would sit on this message for a minute.
+    consumer = new_consumer(bootstrap_servers, group_id, topic,
+                            poll_timeout=60)
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(take(consumer, 1)))
+    try:
+        reader.start()
+        waiting.until(lambda: consumer.assignment(), 30, 'assignment')
+        produce(bootstrap_servers, topic, ['lonely'])
+        waiting.until(lambda: got, 15, 'the lone message')
+    finally:
+        reader.join(70)
+        consumer.close()
+    assert got[0].value() == b'lonely'
