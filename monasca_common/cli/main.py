@@ -82,7 +82,12 @@ def _plain_table(results, ratios):
 
 
 def _plot(results, path):
-    from matplotlib import pyplot
+    try:
+        from matplotlib import pyplot
+    except ImportError:
+        print('--plot needs matplotlib: pip install matplotlib',
+              file=sys.stderr)
+        return False
     rows = [r for r in results if not r.scenario.startswith('end-to-end')]
     labels = ['%s (%d B)' % (r.scenario, r.size) for r in rows]
     figure, axes = pyplot.subplots(figsize=(10, 0.4 * len(rows) + 1))
@@ -91,6 +96,7 @@ def _plot(results, path):
     axes.invert_yaxis()
     figure.tight_layout()
     figure.savefig(path)
+    return True
 
 
 def cmd_bench(args) -> int:
@@ -109,8 +115,7 @@ def cmd_bench(args) -> int:
             mock.close()
     print('broker: %s' % ('librdkafka mock cluster' if mock else servers))
     report(results, bench.ratios(results))
-    if args.plot:
-        _plot(results, args.plot)
+    if args.plot and _plot(results, args.plot):
         print('plot written to %s' % args.plot)
     return 0
 

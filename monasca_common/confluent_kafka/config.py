@@ -170,6 +170,17 @@ _ALIASES = {
 }
 
 
+# librdkafka handles inherited through fork(): destroying one waits for
+# threads that do not exist in the child and hangs it, so the child keeps
+# them referenced, unused, until it exits.
+_INHERITED_HANDLES: list = []
+
+
+def abandon_inherited(handle) -> None:
+    """Keep a parent process's client alive, untouched, in a child."""
+    _INHERITED_HANDLES.append(handle)
+
+
 def create(client_class: type, config: dict):
     """Build the librdkafka client; errors name the property, not secrets."""
     config.setdefault('logger', LIBRDKAFKA_LOG)

@@ -175,9 +175,16 @@ class KafkaConsumer:
         self._last_commit = time.monotonic()
         self._consumer = kafka_config.create(confluent_kafka.Consumer,
                                              self._config)
+        # The group is joined on first read, not here: a consumer built
+        # before fork() and read only in the children must not hold the
+        # group's partitions from a parent that never polls.
+        self._subscribed = False
+
+    def _subscribe(self) -> None:
         self._consumer.subscribe(self._topics, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)
+        self._subscribed = True
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -187,6 +194,7 @@ class KafkaConsumer:
             # parent; the child joins the group as a member of its own.
             LOG.info('Kafka consumer used in a forked process (%d); '
                      'creating a new client for it', os.getpid())
+            kafka_config.abandon_inherited(self._consumer)
             self._start()
 
     # -- reading ------------------------------------------------------------
@@ -242,6 +250,8 @@ class KafkaConsumer:
         return max(0.0, min(self._poll_timeout, due))
 
     def _fill(self, timeout: float, count: int = _FETCH_CHUNK) -> None:
+        if not self._subscribed:
+            self._subscribe()
         # Wait for the first message only, then take what is already there:
         # consume(n, timeout) would hold a lone message until n arrive or
         # the timeout ends, adding up to poll_timeout of latency.

@@ -263,6 +263,7 @@ class KafkaProducer:
             # parent's to deliver and report.
             LOG.info('Kafka producer used in a forked process (%d); '
                      'creating a new client for it', os.getpid())
+            kafka_config.abandon_inherited(self._producer)
             self._failure_burst.clear()
             self._down_since = None
             self._start()
