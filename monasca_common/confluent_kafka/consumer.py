@@ -190,12 +190,13 @@ class KafkaConsumer:
         if self._closed:
             raise errors.ClientClosedError('the Kafka consumer is closed')
         if self._pid != os.getpid():
-            # The group membership and librdkafka's threads belong to the
-            # parent; the child joins the group as a member of its own.
-            LOG.info('Kafka consumer used in a forked process (%d); '
-                     'creating a new client for it', os.getpid())
-            kafka_config.abandon_inherited(self._consumer)
-            self._start()
+            # Group membership, offsets handed out and librdkafka's threads
+            # all belong to the parent. A consumer re-created here did not
+            # reliably get its partitions, so say so instead of guessing.
+            raise errors.ForkedClientError(
+                'this Kafka consumer was created in process %d and is used '
+                'in forked process %d; create the consumer after fork()'
+                % (self._pid, os.getpid()))
 
     # -- reading ------------------------------------------------------------
 
@@ -463,6 +464,8 @@ class KafkaConsumer:
             self._closed = True
             self._stop = True
             if self._pid != os.getpid():
+                # The parent's: never destroy it here (see config).
+                kafka_config.abandon_inherited(self._consumer)
                 return
             # Called from another thread while the reader is inside
             # consume(): let it come out first (poll_timeout at most).

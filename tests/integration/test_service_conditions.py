@@ -89,7 +89,7 @@ def test_producer_created_before_fork_works_in_child_and_parent(
         b'from child', b'parent after fork', b'parent before fork']
 
 
-def test_consumer_created_before_fork_works_in_child(
+def test_consumer_created_before_fork_is_refused_in_child(
         bootstrap_servers, topic, group_id):
     with kafka.KafkaProducer(bootstrap_servers) as producer:
         producer.publish(topic, ['a', 'b'], sync=True)
