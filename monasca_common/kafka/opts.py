@@ -12,10 +12,11 @@
 
 """oslo.config options of the Kafka module.
 
-They live in groups of their own (``[kafka_healthcheck]``,
-``[kafka_client]``), so they never clash with the ``[kafka]`` options the
-services define themselves. ``list_opts`` feeds oslo-config-generator
-(entry point ``monasca_common.kafka``).
+They live in a group of their own (``[kafka_healthcheck]``), so they never
+clash with the ``[kafka]`` options the services define themselves; client
+tuning reaches the clients as librdkafka properties from each service.
+``list_opts`` feeds oslo-config-generator (entry point
+``monasca_common.kafka``).
 """
 
 from oslo_config import cfg
@@ -33,39 +34,11 @@ healthcheck_opts = [
                       'unreachable.'),
 ]
 
-client_group = cfg.OptGroup(name='kafka_client',
-                            title='Kafka client tuning shared by services')
-client_opts = [
-    cfg.IntOpt('message_timeout_ms', default=120000, min=1000,
-               help='How long a queued message may wait for delivery '
-                    'before it is reported failed (message.timeout.ms).'),
-    cfg.StrOpt('compression_type', default='none',
-               choices=['none', 'gzip', 'snappy', 'lz4', 'zstd'],
-               help='Producer compression (compression.type).'),
-    cfg.FloatOpt('unavailable_after', default=10.0, min=0,
-                 help='Seconds without any reachable broker after which '
-                      'publish refuses new messages at once '
-                      '(KafkaUnavailableError); 0 disables.'),
-    cfg.IntOpt('session_timeout_ms', default=10000, min=1000,
-               help='Consumer group session timeout (session.timeout.ms).'),
-]
-
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_group(healthcheck_group)
     conf.register_opts(healthcheck_opts, healthcheck_group)
-    conf.register_group(client_group)
-    conf.register_opts(client_opts, client_group)
-
-
-def producer_config(conf: cfg.ConfigOpts) -> dict:
-    """Keyword arguments for KafkaProducer from ``[kafka_client]``."""
-    group = conf.kafka_client
-    return {'message.timeout.ms': group.message_timeout_ms,
-            'compression.type': group.compression_type,
-            'unavailable_after': group.unavailable_after}
 
 
 def list_opts():
-    return [(healthcheck_group, healthcheck_opts),
-            (client_group, client_opts)]
+    return [(healthcheck_group, healthcheck_opts)]
