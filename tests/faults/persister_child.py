@@ -1,0 +1,69 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""A persister: batches messages into SQLite, then commits. Killed often.
+
+Each batch is written in one transaction to two tables: ``sink``, keyed
+by (topic, partition, offset), so a redelivered message is written once
+(the idempotent sink), and ``writes``, which records every write. The
+journal file gets ``W <rows>`` after a batch is written and ``C`` after
+its commit, each flushed, so the test knows which batches were written
+but never committed when the kill came.
+
+    python persister_child.py SERVERS GROUP TOPIC DB JOURNAL BATCH
+"""
+
+import os
+import sqlite3
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+
+from monasca_common import kafka  # noqa: E402
+
+SCHEMA = '''
+CREATE TABLE IF NOT EXISTS sink (topic TEXT, part INTEGER, off INTEGER,
+                                 value BLOB, PRIMARY KEY (topic, part, off));
+CREATE TABLE IF NOT EXISTS writes (value BLOB);
+'''
+
+
+def main(servers, group, topic, db_path, journal_path, batch_size):
+    batch_size = int(batch_size)
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.executescript(SCHEMA)
+    consumer = kafka.KafkaConsumer(servers, group, topic, timeout=3000)
+    batch = []
+    with open(journal_path, 'a', buffering=1) as journal:
+        for message in consumer:
+            batch.append((message.topic(), message.partition(),
+                          message.offset(), message.value()))
+            time.sleep(0.0005)  # some processing: kills land mid-batch
+            if len(batch) < batch_size:
+                continue
+            db.execute('BEGIN')
+            db.executemany('INSERT OR IGNORE INTO sink VALUES (?, ?, ?, ?)',
+                           batch)
+            db.executemany('INSERT INTO writes VALUES (?)',
+                           [(row[3],) for row in batch])
+            db.execute('COMMIT')
+            journal.write('W %d\n' % len(batch))
+            time.sleep(0.03)  # as a database fsync would: kills land here
+            consumer.commit()
+            journal.write('C\n')
+            batch = []
+
+
+if __name__ == '__main__':
+    main(*sys.argv[1:])
