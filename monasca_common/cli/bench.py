@@ -21,7 +21,11 @@ the ratios compare only what the Python layer adds.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import statistics
+import subprocess
+import tempfile
 import threading
 import time
 import typing
@@ -155,6 +159,30 @@ class Bench:
         return Result('raw confluent-kafka produce loop', size, n,
                       time.perf_counter() - started,
                       'baseline; learns no outcome')
+
+    def kcat_produce(self, size):
+        """kcat (C, librdkafka), same settings: the ceiling, if installed."""
+        kcat = shutil.which('kcat')
+        if kcat is None:
+            return None
+        n = self.count_for(size)
+        topic = self.topic()
+        settings = []
+        for key, value in kafka_config.PRODUCER_DEFAULTS.items():
+            settings += ['-X', '%s=%s' % (key, str(value).lower())]
+        with tempfile.NamedTemporaryFile('wb', delete=False) as lines:
+            lines.write((b'x' * size + b'\n') * n)
+        try:
+            self.progress('kcat', 0, n)
+            started = time.perf_counter()
+            subprocess.run([kcat, '-P', '-q', '-b', self.servers, '-t', topic,
+                            '-l'] + settings + [lines.name], check=True,
+                           timeout=300)
+            elapsed = time.perf_counter() - started
+        finally:
+            os.unlink(lines.name)
+        return Result('kcat -P (C ceiling)', size, n, elapsed,
+                      'process start included')
 
     def _ours(self, name, size, share, body, note=''):
         n = self.count_for(size, share)
@@ -339,6 +367,9 @@ class Bench:
         for size in sizes:
             results.append(self.raw_produce_loop(size))
             results.append(self.raw_produce_loop(size, with_callback=True))
+            ceiling = self.kcat_produce(size)
+            if ceiling is not None:
+                results.append(ceiling)
             results.append(self.publish_list(size))
             results.append(self.publish_one(size))
             results.append(self.publish_sync(size))
@@ -363,6 +394,8 @@ RATIOS = (
      'raw confluent-kafka produce loop'),
     ('publish(list) / raw loop + callback', 'publish(list of 1000)',
      'raw loop + per-message callback'),
+    ('publish(list) / kcat', 'publish(list of 1000)',
+     'kcat -P (C ceiling)'),
     ('one-message publish / old pattern', 'publish(one message)',
      'old wrapper: produce+flush per publish'),
     ('consumer / raw consume', 'KafkaConsumer iteration',
