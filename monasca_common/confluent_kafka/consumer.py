@@ -227,7 +227,7 @@ class KafkaConsumer:
         if timeout is None:
             timeout = self._poll_timeout
         if not self._buffer:
-            self._fill(min(timeout, self._wait_time()), max_messages)
+            self._fill(self._wait_time(timeout), max_messages)
         batch = []
         while self._buffer and len(batch) < max_messages:
             batch.append(self._buffer.popleft())
@@ -244,11 +244,17 @@ class KafkaConsumer:
         """
         self._stop = True
 
-    def _wait_time(self) -> float:
+    def _wait_time(self, limit: float | None = None) -> float:
+        """How long one poll may wait.
+
+        ``limit`` (``poll_timeout`` by default), less if the commit
+        callback falls due sooner.
+        """
+        wait = self._poll_timeout if limit is None else limit
         if self._commit_callback is None:
-            return self._poll_timeout
+            return wait
         due = self._last_commit + self._max_commit_interval - time.monotonic()
-        return max(0.0, min(self._poll_timeout, due))
+        return max(0.0, min(wait, due))
 
     def _fill(self, timeout: float, count: int = _FETCH_CHUNK) -> None:
         if not self._subscribed:
