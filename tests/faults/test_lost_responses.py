@@ -82,7 +82,8 @@ def run(cluster, proxy, policy, **config):
 
 def test_cut_connections_lose_responses_but_nothing_is_duplicated(proxied):
     cluster, proxy = proxied
-    policy = kafka_proxy.Policy(cut={2, 3, 5})
+    # The responses that do come are each held 20 ms: a slow broker.
+    policy = kafka_proxy.Policy(cut={2, 3, 5}, delay=0.02)
     figures = run(cluster, proxy, policy)
     print('lost responses, defaults:', figures)
     assert figures['responses_lost'] == 3
