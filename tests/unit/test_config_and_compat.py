@@ -57,6 +57,14 @@ def test_unknown_property_fails_at_construction():
         kafka.KafkaProducer('127.0.0.1:9', **{'linger.ms': 'soon'})
 
 
+def run_python(code):
+    """Run ``code`` in a fresh interpreter; it must exit 0."""
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
 def test_empty_group_id_is_an_error_not_an_abort():
     # librdkafka aborts the interpreter on an empty group.id; a child
     # process proves this one survives it.
@@ -66,9 +74,7 @@ def test_empty_group_id_is_an_error_not_an_abort():
             '        kafka.KafkaConsumer("127.0.0.1:9", g, "t")\n'
             '    except kafka.ConfigurationError as e:\n'
             '        print("refused", e)\n')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
+    out = run_python(code)
     assert out.stdout.count('refused group_id must be a non-empty') == 3
 
 
@@ -162,9 +168,7 @@ def test_importing_the_healthcheck_only_registers_options():
             'from oslo_config import cfg\n'
             'assert threading.active_count() == before\n'
             'print(sorted(o for o in cfg.CONF.kafka_healthcheck))\n')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
+    out = run_python(code)
     assert 'kafka_topics' in out.stdout and 'kafka_url' in out.stdout
 
 
