@@ -167,7 +167,9 @@ class BrokerNode:
         config = self.write_config()
         result = subprocess.run(
             self.cluster.java_command('kafka.tools.StorageTool') +
-            ['format', '-t', cluster_id, '-c', str(config),
+            # One argument: an id may begin with '-', which the tool's
+            # parser would take for an option.
+            ['format', '--cluster-id=' + cluster_id, '-c', str(config),
              '--ignore-formatted'],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if result.returncode != 0:

@@ -1,0 +1,37 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The broker tool the test suite stands on."""
+
+import uuid
+
+import pytest
+
+from tests import conftest
+
+pytestmark = pytest.mark.integration
+
+
+def test_storage_formats_with_a_cluster_id_that_begins_with_a_dash(
+        tmp_path):
+    # One random id in 64 begins with '-'; the storage tool must not take
+    # it for an option.
+    while True:
+        value = str(uuid.uuid4())
+        cluster_id = conftest.kafka_broker._kraft_cluster_id(value)
+        if cluster_id.startswith('-'):
+            break
+    cluster = conftest.kafka_broker.KafkaCluster(1, workdir=tmp_path)
+    node = cluster.node(1)
+    node.format(cluster_id)
+    meta = (node.dir / 'data' / 'meta.properties').read_text()
+    assert 'cluster.id=%s\n' % cluster_id in meta
