@@ -15,9 +15,9 @@
 Each batch is written in one transaction to two tables: ``sink``, keyed
 by (topic, partition, offset), so a redelivered message is written once
 (the idempotent sink), and ``writes``, which records every write. The
-journal file gets ``W <rows>`` after a batch is written and ``C`` after
-its commit, each flushed, so the test knows which batches were written
-but never committed when the kill came.
+journal file gets ``W partition:next-offset:rows ...`` after a batch is
+written and ``C`` after its commit returned, each flushed, so the test
+knows which batch was written but maybe not committed when the kill came.
 
     python persister_child.py SERVERS GROUP TOPIC DB JOURNAL BATCH
 """
@@ -39,6 +39,16 @@ CREATE TABLE IF NOT EXISTS writes (value BLOB);
 '''
 
 
+def batch_positions(batch):
+    """(partition, next offset, rows) for each partition in the batch."""
+    positions = {}
+    for _topic, partition, offset, _value in batch:
+        next_offset, rows = positions.get(partition, (0, 0))
+        positions[partition] = (max(next_offset, offset + 1), rows + 1)
+    return sorted((partition, next_offset, rows)
+                  for partition, (next_offset, rows) in positions.items())
+
+
 def main(servers, group, topic, db_path, journal_path, batch_size):
     batch_size = int(batch_size)
     db = sqlite3.connect(db_path, isolation_level=None)
@@ -58,7 +68,8 @@ def main(servers, group, topic, db_path, journal_path, batch_size):
             db.executemany('INSERT INTO writes VALUES (?)',
                            [(row[3],) for row in batch])
             db.execute('COMMIT')
-            journal.write('W %d\n' % len(batch))
+            journal.write('W %s\n' % ' '.join(
+                '%d:%d:%d' % entry for entry in batch_positions(batch)))
             time.sleep(0.03)  # as a database fsync would: kills land here
             consumer.commit()
             journal.write('C\n')
