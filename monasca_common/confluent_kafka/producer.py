@@ -57,6 +57,8 @@ _LEADER_ERRORS = frozenset((
 # How long the poller waits for an event; it returns as soon as one comes,
 # so this only bounds how quickly close() can stop it.
 _POLL_INTERVAL = 0.1
+# Longest wait for room in a full queue between two attempts.
+_ROOM_WAIT = 0.01
 _FAILURE_SUMMARY_INTERVAL = 10.0
 _QUEUE_FULL = confluent_kafka.KafkaError(
     confluent_kafka.KafkaError._QUEUE_FULL)
@@ -249,6 +251,8 @@ class KafkaProducer:
         self._producer = kafka_config.create(confluent_kafka.Producer,
                                              self._config)
         self._stop_polling = threading.Event()
+        self._room = threading.Event()
+        self._room_wanted = False
         self._poller = threading.Thread(
             target=self._serve_reports, name='kafka-producer-poller',
             daemon=True)
@@ -272,7 +276,9 @@ class KafkaProducer:
         producer = self._producer
         while not self._stop_polling.is_set():
             try:
-                producer.poll(_POLL_INTERVAL)
+                if producer.poll(_POLL_INTERVAL) and self._room_wanted:
+                    self._room_wanted = False
+                    self._room.set()
                 if self._down_since is not None:
                     self._probe_brokers()
                 if self._failure_burst:
@@ -469,40 +475,69 @@ class KafkaProducer:
 
     def _queue(self, topic: str, payloads: list[bytes], key: bytes | None,
                result: PublishResult, timeout: float) -> list[bytes]:
-        """Queue ``payloads``; return those still not queued at timeout."""
+        """Queue ``payloads`` in order; return those not queued at timeout.
+
+        As many as the queue has room for go in one C call; when it is
+        full, this waits for the poller to free room, up to ``timeout``.
+        """
         report = self._report_for(result)
         count = len(payloads)
-        if count > 1 and len(self._producer) + count <= self._max_messages:
-            # Room for all of it: one C call queues the lot, in order.
-            batch = ([{'value': p} for p in payloads] if key is None else
-                     [{'value': p, 'key': key} for p in payloads])
-            queued = self._producer.produce_batch(topic, batch,
-                                                  on_delivery=report)
-            if queued == count:
-                return []
-            refused = [i for i, m in enumerate(batch) if '_error' in m]
-            first = batch[refused[0]]['_error']
-            if any(batch[i]['_error'].code() != _QUEUE_FULL.code()
-                   for i in refused):
-                self._refuse(result, topic, queued, len(refused),
-                             refused[0], first)
-            # Another thread filled the queue meanwhile: queue the rest
-            # one by one as room comes (they may follow later messages).
-            return self._queue_each(topic, [payloads[i] for i in refused],
-                                    key, report, result, timeout, queued)
-        return self._queue_each(topic, payloads, key, report, result,
-                                timeout, 0)
+        if count == 1:
+            return self._queue_each(topic, payloads, key, report, result,
+                                    timeout, 0)
+        produce_batch = self._producer.produce_batch
+        position = 0
+        deadline = None
+        while position < count:
+            room = self._max_messages - len(self._producer)
+            if room > 0:
+                end = min(count, position + room)
+                chunk = payloads[position:end]
+                batch = ([{'value': p} for p in chunk] if key is None else
+                         [{'value': p, 'key': key} for p in chunk])
+                queued = produce_batch(topic, batch, on_delivery=report)
+                if queued == len(batch):
+                    position = end
+                    continue
+                refused = [i for i, m in enumerate(batch) if '_error' in m]
+                first = batch[refused[0]]['_error']
+                if any(batch[i]['_error'].code() != _QUEUE_FULL.code()
+                       for i in refused):
+                    self._refuse(result, topic, position + queued,
+                                 count - position - queued,
+                                 position + refused[0], first)
+                if refused[0] == queued:
+                    # The queue filled up at message ``queued``: the rest
+                    # waits for room, in order.
+                    position += queued
+                else:
+                    # Another thread took the room meanwhile: the refused
+                    # ones follow the later ones of this chunk.
+                    unqueued = self._queue_each(
+                        topic, [chunk[i] for i in refused], key, report,
+                        result, timeout, position + queued)
+                    if unqueued:
+                        return unqueued + payloads[end:]
+                    position = end
+                    continue
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + timeout
+                self._log_queue_full(timeout)
+            elif now >= deadline:
+                break
+            self._wait_for_room(deadline - now)
+        return payloads[position:]
 
     def _queue_each(self, topic, payloads, key, report, result, timeout,
                     already):
-        """Queue in order, waiting up to ``timeout`` while the queue is full.
+        """Queue one by one, in order, waiting up to ``timeout`` for room.
 
         :returns: the payloads not queued (a suffix of ``payloads``).
         """
         produce = self._producer.produce
         deadline = None
         position = 0
-        backoff = 0.001
         count = len(payloads)
         while position < count:
             try:
@@ -511,24 +546,32 @@ class KafkaProducer:
                             on_delivery=report)
                 position = count
             except BufferError:
-                # Full: librdkafka frees room as the poller serves reports.
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + timeout
-                    if now - self._last_queue_full_log >= \
-                            _FAILURE_SUMMARY_INTERVAL:
-                        self._last_queue_full_log = now
-                        LOG.warning('Kafka producer queue full; publish '
-                                    'waits up to %.1f s for room', timeout)
+                    self._log_queue_full(timeout)
                 elif now >= deadline:
                     break
-                time.sleep(min(backoff, max(0.0, deadline - now)))
-                backoff = min(backoff * 2, 0.05)
+                self._wait_for_room(deadline - now)
             except confluent_kafka.KafkaException as exc:
                 self._refuse(result, topic, already + position,
                              count - position, already + position,
                              exc.args[0])
         return payloads[position:]
+
+    def _log_queue_full(self, timeout: float) -> None:
+        now = time.monotonic()
+        if now - self._last_queue_full_log >= _FAILURE_SUMMARY_INTERVAL:
+            self._last_queue_full_log = now
+            LOG.warning('Kafka producer queue full; publish waits up to '
+                        '%.1f s for room', timeout)
+
+    def _wait_for_room(self, limit: float) -> None:
+        # The poller frees room as it serves reports and says so; the cap
+        # covers a report served between the failed attempt and this wait.
+        self._room_wanted = True
+        self._room.wait(max(0.0, min(limit, _ROOM_WAIT)))
+        self._room.clear()
 
     def _refuse(self, result, topic, queued, not_queued, index, err):
         result._seal(queued, not_queued)

@@ -206,6 +206,46 @@ def test_queue_full_says_how_many_were_not_queued(unreachable_servers):
     assert undelivered == 10
 
 
+def test_full_queue_waits_for_room_and_keeps_the_order(bootstrap_servers,
+                                                       topic):
+    # A bulk fifty times the queue: publish queues what fits, waits for
+    # the reports that free room, and goes on where it stopped.
+    messages = [b'%05d' % i for i in range(5000)]
+    with kafka.KafkaProducer(
+            bootstrap_servers,
+            **{'queue.buffering.max.messages': 100}) as producer:
+        result = producer.publish(topic, messages, timeout=60)
+        assert result.queued == 5000 and result.not_queued == 0
+        assert result.wait(60)
+        assert result.delivered == 5000 and not result.failed
+    read = waiting.read_topic(bootstrap_servers, topic, expected=5000)
+    assert [m.value() for m in read] == messages
+
+
+def test_threads_sharing_a_full_queue_lose_nothing(bootstrap_servers, topic):
+    with kafka.KafkaProducer(
+            bootstrap_servers,
+            **{'queue.buffering.max.messages': 50}) as producer:
+        results = []
+
+        def request_thread(n):
+            results.append(producer.publish(
+                topic, [b'%d-%04d' % (n, i) for i in range(1000)],
+                timeout=60))
+
+        threads = [threading.Thread(target=request_thread, args=(n,))
+                   for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        assert producer.flush(60) == 0
+    assert sorted(r.delivered for r in results) == [1000] * 4
+    read = waiting.read_topic(bootstrap_servers, topic, expected=4000)
+    assert sorted(m.value() for m in read) == sorted(
+        b'%d-%04d' % (n, i) for n in range(4) for i in range(1000))
+
+
 def test_publish_fails_fast_while_kafka_is_unavailable(unreachable_servers):
     producer = kafka.KafkaProducer(unreachable_servers, unavailable_after=0.5)
     try:
