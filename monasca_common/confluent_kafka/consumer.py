@@ -205,16 +205,24 @@ class KafkaConsumer:
         self._check_usable()
         self._stop = False
         self._last_commit = time.monotonic()
+        # Locals: this loop is the per-message cost of every service.
+        buffer = self._buffer
+        handed = self._handed
+        timed = self._commit_callback is not None
         while not self._stop:
-            if not self._buffer:
+            if not buffer:
                 self._fill(self._wait_time())
-            while self._buffer and not self._stop:
-                message = self._buffer.popleft()
-                self._handed[(message.topic(), message.partition())] = \
+            while buffer:
+                message = buffer.popleft()
+                handed[(message.topic(), message.partition())] = \
                     message.offset() + 1
                 yield message
+                if self._stop:
+                    break
+                if timed:
+                    self._check_commit_interval()
+            if timed:
                 self._check_commit_interval()
-            self._check_commit_interval()
 
     def consume_batch(self, max_messages: int = 500,
                       timeout: float | None = None) -> list[Message]:
@@ -439,14 +447,16 @@ class KafkaConsumer:
         partitions = partitions or self.assignment()
         paused = {(tp.topic, tp.partition) for tp in partitions}
         rewind: dict[tuple[str, int], int] = {}
-        kept = collections.deque()
+        kept = []
         for message in self._buffer:
             key = (message.topic(), message.partition())
             if key in paused:
                 rewind.setdefault(key, message.offset())
             else:
                 kept.append(message)
-        self._buffer = kept
+        # In place: a running iteration holds this deque.
+        self._buffer.clear()
+        self._buffer.extend(kept)
         self._consumer.pause(partitions)
         for (topic, partition), offset in rewind.items():
             self._consumer.seek(TopicPartition(topic, partition, offset))
