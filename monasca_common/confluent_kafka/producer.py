@@ -17,7 +17,9 @@ threads send them. A background thread serves delivery reports, so
 callbacks run promptly whether or not the application publishes again, and
 it is the only thread that ever serves them: per-call bookkeeping needs no
 lock. Each call gets a :class:`PublishResult` that learns the outcome of
-every one of its messages; ``sync=True`` waits for it.
+every one of its messages; ``sync=True`` waits for it. A producer made
+with ``delivery_reports='errors'`` hears of failures only: nothing is
+served per delivered message, which makes it the fastest way to send.
 
 No loss, no duplicate: idempotence (on by default) makes the broker drop a
 retried batch it already has, so a lost response never duplicates data;
@@ -80,6 +82,9 @@ _completion_lock = threading.Lock()
 class PublishResult:
     """The outcome of one ``publish`` call, filled in as reports arrive.
 
+    With ``delivery_reports='errors'`` Kafka reports failures only:
+    ``delivered`` stays 0 and the call can not be waited for.
+
     :ivar queued: messages of the call handed to librdkafka.
     :ivar not_queued: messages of the call never queued (queue full).
     :ivar delivered: messages acknowledged by Kafka so far.
@@ -87,11 +92,14 @@ class PublishResult:
     """
 
     __slots__ = ('topic', 'queued', 'not_queued', 'delivered', 'failed',
-                 '_callback', '_sealed', '_complete', '_event')
+                 'successes_reported', '_callback', '_sealed', '_complete',
+                 '_event')
 
     def __init__(self, topic: str,
-                 callback: DeliveryCallback | None = None):
+                 callback: DeliveryCallback | None = None,
+                 successes_reported: bool = True):
         self.topic = topic
+        self.successes_reported = successes_reported
         self.queued = 0
         self.not_queued = 0
         self.delivered = 0
@@ -111,9 +119,17 @@ class PublishResult:
         return self._complete
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until :meth:`done`; False if ``timeout`` passed first."""
+        """Wait until :meth:`done`; False if ``timeout`` passed first.
+
+        :raises ConfigurationError: the producer reports errors only, so
+            the end of the call is never known.
+        """
         if self._complete:
             return True
+        if not self.successes_reported:
+            raise errors.ConfigurationError(
+                "a publish can not be waited for with delivery_reports="
+                "'errors': Kafka reports failures only")
         with _completion_lock:
             if self._complete:
                 return True
@@ -136,7 +152,7 @@ class PublishResult:
                       % (len(self.failed) + self.not_queued,
                          self.queued + self.not_queued, self.topic, first),
                       failed=self.failed, not_queued=self.not_queued)
-        if not self.done():
+        if self.successes_reported and not self.done():
             raise errors.DeliveryFailedError(
                 '%d of %d messages to topic %r not acknowledged in time; '
                 'they may still be delivered'
@@ -149,7 +165,8 @@ class PublishResult:
         self.queued = queued
         self.not_queued = not_queued
         self._sealed = True
-        if self.delivered + len(self.failed) >= queued:
+        if self.successes_reported and \
+                self.delivered + len(self.failed) >= queued:
             self._finish()
 
     def _finish(self) -> None:
@@ -207,6 +224,12 @@ class KafkaProducer:
     :param block_timeout: default bound, in seconds, on how long ``publish``
         may block: waiting for room in a full queue, and with ``sync=True``
         waiting for acknowledgements.
+    :param delivery_reports: ``'all'`` (default): every message's outcome
+        is reported, so results count deliveries and ``sync=True`` works.
+        ``'errors'``: librdkafka reports failures only
+        (``delivery.report.only.error``); callbacks, results, logs and
+        counters still get every failure, successes cost nothing, and a
+        publish can not be waited for. The fastest way to send.
     :param config: librdkafka properties, checked now. Defaults:
         ``enable.idempotence=true`` (so ``acks=all``), ``linger.ms=5``,
         ``batch.num.messages=10000``, ``message.timeout.ms=120000``,
@@ -220,10 +243,22 @@ class KafkaProducer:
                  *, delivery_callback: DeliveryCallback | None = None,
                  unavailable_after: float = 10.0,
                  block_timeout: float = 10.0,
+                 delivery_reports: str = 'all',
                  **config: typing.Any):
+        if delivery_reports not in ('all', 'errors'):
+            raise errors.ConfigurationError(
+                "delivery_reports must be 'all' or 'errors', got %r"
+                % (delivery_reports,))
+        if 'delivery.report.only.error' in config:
+            raise errors.ConfigurationError(
+                "set delivery_reports='errors' instead of "
+                "delivery.report.only.error: the producer must know")
         self._user_error_cb = config.pop('error_cb', None)
         self._config = kafka_config.merge(kafka_config.PRODUCER_DEFAULTS,
                                           bootstrap_servers, config)
+        self._successes_reported = delivery_reports == 'all'
+        if not self._successes_reported:
+            self._config['delivery.report.only.error'] = True
         self._config['error_cb'] = self._on_client_error
         self._max_bytes = int(self._config.get('message.max.bytes', 1000000))
         self._max_messages = int(self._config.get(
@@ -357,6 +392,9 @@ class KafkaProducer:
         return max(0, self._outstanding())
 
     def _outstanding(self) -> int:
+        if not self._successes_reported:
+            # Only librdkafka knows what is still on its way.
+            return len(self._producer)
         return self._queued_count - self._delivered_count - self._failed_count
 
     def __repr__(self) -> str:
@@ -408,7 +446,7 @@ class KafkaProducer:
             self._check_topic(topic)
         if timeout is None:
             timeout = self.block_timeout
-        result = PublishResult(topic, callback)
+        result = PublishResult(topic, callback, self._successes_reported)
         if not messages:
             result._seal(0, 0)
             return result
@@ -424,6 +462,10 @@ class KafkaProducer:
                             time.monotonic() - down_since,
                             len(payloads)),
                 not_queued=len(payloads))
+        if sync and not self._successes_reported:
+            raise errors.ConfigurationError(
+                "publish(sync=True) needs delivery_reports='all': with "
+                "'errors' Kafka reports failures only")
         if sync and threading.current_thread() is self._poller:
             raise RuntimeError('publish(sync=True) from a delivery callback '
                                'would wait for itself')
@@ -651,7 +693,12 @@ class KafkaProducer:
 
     def stats(self) -> dict:
         """Counters since construction: delivered, failed, pending."""
+        pending = self._outstanding()
+        delivered = self._delivered_count
+        if not self._successes_reported:
+            delivered = max(0, self._queued_count - self._failed_count -
+                            pending)
         return {'queued': self._queued_count,
-                'delivered': self._delivered_count,
+                'delivered': delivered,
                 'failed': self._failed_count,
-                'pending': self._outstanding()}
+                'pending': pending}

@@ -166,6 +166,55 @@ def test_broker_unreachable_fails_every_message_in_time(unreachable_servers):
     assert producer.close(1) == 0
 
 
+def test_error_only_reports_deliver_everything_and_serve_no_success(
+        bootstrap_servers, make_topic):
+    topic = make_topic(partitions=3)
+    producer_level = Recorder()
+    per_call = Recorder()
+    payloads = [b'e-%06d' % i for i in range(20000)]
+    with kafka.KafkaProducer(bootstrap_servers, delivery_reports='errors',
+                             delivery_callback=producer_level) as producer:
+        results = [producer.publish(topic, payloads[i:i + 1000],
+                                    callback=per_call)
+                   for i in range(0, len(payloads), 1000)]
+        assert producer.flush(60) == 0
+        assert len(producer) == 0
+        stats = producer.stats()
+        assert stats['delivered'] == len(payloads) and stats['failed'] == 0
+        # Neither waiting nor sync can know when a call is done.
+        with pytest.raises(kafka.ConfigurationError, match='errors'):
+            results[0].wait(1)
+        with pytest.raises(kafka.ConfigurationError, match='sync=True'):
+            producer.publish(topic, b'late', sync=True)
+        assert producer.stats()['queued'] == len(payloads)
+    assert producer_level.count() == 0 and per_call.count() == 0
+    assert [(r.queued, r.delivered, r.failed) for r in results] == \
+        [(1000, 0, [])] * 20
+    read = waiting.read_topic(bootstrap_servers, topic,
+                              expected=len(payloads))
+    assert sorted(m.value() for m in read) == payloads
+
+
+def test_error_only_reports_still_report_every_failure(unreachable_servers):
+    producer_level = Recorder()
+    per_call = Recorder()
+    producer = kafka.KafkaProducer(unreachable_servers,
+                                   delivery_reports='errors',
+                                   delivery_callback=producer_level,
+                                   **{'message.timeout.ms': 2000})
+    result = producer.publish('nowhere', ['a', 'b', 'c'], callback=per_call)
+    waiting.until(lambda: len(result.failed) == 3, 15,
+                  'a failure report for each message')
+    assert {f.value for f in result.failed} == {b'a', b'b', b'c'}
+    with pytest.raises(kafka.DeliveryFailedError, match='3 of 3'):
+        result.raise_for_failures()
+    assert len(producer_level.errors()) == 3
+    assert len(per_call.errors()) == 3
+    assert producer.stats()['failed'] == 3
+    assert producer.flush(1) == 0
+    assert producer.close(1) == 0
+
+
 def test_close_with_broker_down_reports_and_keeps_its_deadline(
         unreachable_servers):
     producer = kafka.KafkaProducer(unreachable_servers)

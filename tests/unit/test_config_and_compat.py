@@ -15,6 +15,7 @@ beyond librdkafka's in-process mock cluster."""
 
 import collections
 import logging
+import re
 import subprocess
 import sys
 
@@ -63,6 +64,16 @@ def run_python(code):
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out
+
+
+@pytest.mark.parametrize('kwargs, problem', [
+    ({'delivery_reports': 'some'}, "delivery_reports must be 'all' or "
+                                   "'errors', got 'some'"),
+    ({'delivery.report.only.error': True}, "delivery_reports='errors'"),
+])
+def test_delivery_report_modes_are_checked(kwargs, problem):
+    with pytest.raises(kafka.ConfigurationError, match=re.escape(problem)):
+        kafka.KafkaProducer('127.0.0.1:9', **kwargs)
 
 
 def test_empty_group_id_is_an_error_not_an_abort():
