@@ -63,7 +63,7 @@ def _progress_and_report():
                          r.note)
         out.print(grid)
         for name, value in ratios.items():
-            out.print('%-45s %.2fx' % (name, value))
+            out.print('%-52s %.2fx' % (name, value))
     return on_progress, report
 
 
@@ -78,7 +78,7 @@ def _plain_table(results, ratios):
         print('%-42s %5d B %9d %8.2f %12.0f  %s' % (
             r.scenario, r.size, r.messages, r.seconds, r.rate, r.note))
     for name, value in ratios.items():
-        print('%-45s %.2fx' % (name, value))
+        print('%-52s %.2fx' % (name, value))
 
 
 def _plot(results, path):
@@ -107,7 +107,7 @@ def cmd_bench(args) -> int:
         servers = mock.bootstrap_servers
     on_progress, report = _progress_and_report()
     runner = bench.Bench(servers, args.messages, mock is not None,
-                         on_progress)
+                         on_progress, rounds=args.rounds)
     try:
         results = runner.run(sizes=args.sizes, latency=not args.no_latency)
     finally:
@@ -179,6 +179,9 @@ def parser() -> argparse.ArgumentParser:
                    help='messages per throughput scenario')
     b.add_argument('--sizes', type=lambda s: [int(x) for x in s.split(',')],
                    default=[100, 1024], help='message sizes, e.g. 100,1024')
+    b.add_argument('--rounds', type=int, default=3,
+                   help='runs of the scenarios behind the ratios; the '
+                        'best of each counts')
     b.add_argument('--no-latency', action='store_true')
     b.add_argument('--plot', help='write a PNG bar chart here (matplotlib)')
     b.set_defaults(func=cmd_bench)

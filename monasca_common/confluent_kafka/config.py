@@ -60,6 +60,11 @@ CONSUMER_DEFAULTS: dict[str, typing.Any] = {
     # one moves.
     'partition.assignment.strategy': 'cooperative-sticky',
     'enable.partition.eof': False,
+    # librdkafka's default (1000 ms) stops fetching a partition for a second
+    # whenever its prefetch queue crossed queued.min.messages or
+    # queued.max.messages.kbytes: a consumer catching up a backlog reads a
+    # queueful, then waits. Measured on one broker: 140k -> 780k msgs/s.
+    'fetch.queue.backoff.ms': 50,
 }
 
 

@@ -103,7 +103,8 @@ class KafkaConsumer:
     :param config: librdkafka properties, checked now. Defaults:
         ``enable.auto.commit=false``, ``enable.auto.offset.store=false``,
         ``auto.offset.reset=earliest``,
-        ``partition.assignment.strategy=cooperative-sticky``.
+        ``partition.assignment.strategy=cooperative-sticky``,
+        ``fetch.queue.backoff.ms=50`` (a backlog is read without pauses).
     :raises ConfigurationError: empty group id, illegal topic, or an unknown
         or invalid property.
     """

@@ -272,3 +272,36 @@ def test_a_lone_message_is_not_held_until_the_poll_timeout(
         reader.join(70)
         consumer.close()
     assert got[0].value() == b'lonely'
+
+
+def test_backlog_is_read_without_fetch_pauses(bootstrap_servers, topic,
+                                              group_id):
+    # A prefetch queue of 1000 messages: librdkafka's default reaction
+    # to a full one (fetch.queue.backoff.ms=1000) would halt the partition
+    # for a second after every fetch, about ten times here.
+    total = 20000
+    with kafka.KafkaProducer(bootstrap_servers) as producer:
+        # 1 KB each: a fetch (1 MB a partition) brings about a queueful.
+        producer.publish(topic, [b'%05d' % i + b'x' * 1019
+                                 for i in range(total)],
+                         sync=True, timeout=60)
+    consumer = kafka.KafkaConsumer(bootstrap_servers, group_id, topic,
+                                   **{'queued.min.messages': 1000})
+    pauses = []
+    count = 0
+    last = None
+    try:
+        for _message in consumer:
+            time.sleep(0.0001)  # some work: the queue stays full a while
+            now = time.monotonic()
+            if last is not None and now - last >= 0.5:
+                pauses.append(round(now - last, 2))
+            last = now
+            count += 1
+            if count == total:
+                break
+    finally:
+        consumer.close()
+    # A scheduling hiccup on a busy machine may make one; ten would be
+    # the backoff.
+    assert len(pauses) < 3, pauses
