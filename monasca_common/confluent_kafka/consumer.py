@@ -210,13 +210,23 @@ class KafkaConsumer:
         buffer = self._buffer
         handed = self._handed
         timed = self._commit_callback is not None
+        # With one topic, keys are made once per partition: asking each
+        # message its topic builds and hashes a new string every time.
+        single_topic = self._topics[0] if len(self._topics) == 1 else None
+        keys: dict[int, tuple[str, int]] = {}
         while not self._stop:
             if not buffer:
                 self._fill(self._wait_time())
             while buffer:
                 message = buffer.popleft()
-                handed[(message.topic(), message.partition())] = \
-                    message.offset() + 1
+                if single_topic is None:
+                    key = (message.topic(), message.partition())
+                else:
+                    partition = message.partition()
+                    key = keys.get(partition)
+                    if key is None:
+                        key = keys[partition] = (single_topic, partition)
+                handed[key] = message.offset() + 1
                 yield message
                 if self._stop:
                     break
@@ -281,12 +291,13 @@ class KafkaConsumer:
                 messages.extend(self._consumer.consume(count - 1, 0))
         finally:
             self._reading.clear()
-        for message in messages:
-            err = message.error()
-            if err is None:
-                self._buffer.append(message)
-            else:
-                self._on_message_error(err)
+        good = [m for m in messages if m.error() is None]
+        self._buffer.extend(good)
+        if len(good) != len(messages):
+            for message in messages:
+                err = message.error()
+                if err is not None:
+                    self._on_message_error(err)
 
     def _on_message_error(self, err: KafkaError) -> None:
         code = err.code()

@@ -75,6 +75,33 @@ def test_restart_resumes_right_after_last_commit(bootstrap_servers, topic,
         second.close()
 
 
+def test_two_topics_commit_each_partition_of_each(bootstrap_servers,
+                                                  make_topic, group_id):
+    topics = [make_topic(partitions=2), make_topic(partitions=2)]
+    for topic in topics:
+        # Same partition numbers in both topics: offsets must not mix.
+        produce(bootstrap_servers, topic, ['%s-a' % topic] * 3, key='a')
+        produce(bootstrap_servers, topic, ['%s-b' % topic] * 5, key='bb')
+    first = new_consumer(bootstrap_servers, group_id, topics)
+    taken = take(first, 16)
+    committed = first.commit()
+    first.close()
+    ends = collections.Counter()
+    for m in taken:
+        ends[(m.topic(), m.partition())] = max(
+            ends[(m.topic(), m.partition())], m.offset() + 1)
+    assert {(tp.topic, tp.partition): tp.offset for tp in committed} == ends
+
+    for topic in topics:
+        produce(bootstrap_servers, topic, ['%s-new' % topic])
+    second = new_consumer(bootstrap_servers, group_id, topics)
+    try:
+        assert sorted(m.value() for m in take(second, 2)) == sorted(
+            b'%s-new' % t.encode() for t in topics)
+    finally:
+        second.close()
+
+
 def test_commit_never_covers_fetched_but_not_handed(bootstrap_servers,
                                                     topic, group_id):
     produce(bootstrap_servers, topic, ['m%d' % i for i in range(1000)])
