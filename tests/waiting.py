@@ -12,6 +12,7 @@
 
 """Waiting on conditions with deadlines, and reading topics back."""
 
+import threading
 import time
 import uuid
 
@@ -32,6 +33,22 @@ def until(condition, timeout, what, interval=0.05):
         if time.monotonic() >= deadline:
             raise Timeout('not within %.1f s: %s' % (timeout, what))
         time.sleep(interval)
+
+
+def in_threads(target, count, timeout):
+    """Run ``target(n)`` for n below ``count``, a thread each, and join.
+
+    Fails if a thread is still running after ``timeout``.
+    """
+    threads = [threading.Thread(target=target, args=(n,))
+               for n in range(count)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        raise Timeout('threads still running after %.1f s' % timeout)
 
 
 def read_topic(servers, topic, expected=None, timeout=60, idle=3.0):

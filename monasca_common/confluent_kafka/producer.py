@@ -524,12 +524,12 @@ class KafkaProducer:
         """
         report = self._report_for(result)
         count = len(payloads)
+        deadline = time.monotonic() + timeout
         if count == 1:
             return self._queue_each(topic, payloads, key, report, result,
-                                    timeout, 0)
+                                    deadline, 0)
         produce_batch = self._producer.produce_batch
         position = 0
-        deadline = None
         while position < count:
             room = self._max_messages - len(self._producer)
             if room > 0:
@@ -557,28 +557,22 @@ class KafkaProducer:
                     # ones follow the later ones of this chunk.
                     unqueued = self._queue_each(
                         topic, [chunk[i] for i in refused], key, report,
-                        result, timeout, position + queued)
+                        result, deadline, position + queued)
                     if unqueued:
                         return unqueued + payloads[end:]
                     position = end
                     continue
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + timeout
-                self._log_queue_full(timeout)
-            elif now >= deadline:
+            if not self._wait_for_room(deadline):
                 break
-            self._wait_for_room(deadline - now)
         return payloads[position:]
 
-    def _queue_each(self, topic, payloads, key, report, result, timeout,
+    def _queue_each(self, topic, payloads, key, report, result, deadline,
                     already):
-        """Queue one by one, in order, waiting up to ``timeout`` for room.
+        """Queue one by one, in order, waiting until ``deadline`` for room.
 
         :returns: the payloads not queued (a suffix of ``payloads``).
         """
         produce = self._producer.produce
-        deadline = None
         position = 0
         count = len(payloads)
         while position < count:
@@ -588,32 +582,29 @@ class KafkaProducer:
                             on_delivery=report)
                 position = count
             except BufferError:
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + timeout
-                    self._log_queue_full(timeout)
-                elif now >= deadline:
+                if not self._wait_for_room(deadline):
                     break
-                self._wait_for_room(deadline - now)
             except confluent_kafka.KafkaException as exc:
                 self._refuse(result, topic, already + position,
                              count - position, already + position,
                              exc.args[0])
         return payloads[position:]
 
-    def _log_queue_full(self, timeout: float) -> None:
+    def _wait_for_room(self, deadline: float) -> bool:
+        """Wait a moment for room in the queue; False past ``deadline``."""
         now = time.monotonic()
+        if now >= deadline:
+            return False
         if now - self._last_queue_full_log >= _FAILURE_SUMMARY_INTERVAL:
             self._last_queue_full_log = now
             LOG.warning('Kafka producer queue full; publish waits up to '
-                        '%.1f s for room', timeout)
-
-    def _wait_for_room(self, limit: float) -> None:
+                        '%.1f s for room', deadline - now)
         # The poller frees room as it serves reports and says so; the cap
         # covers a report served between the failed attempt and this wait.
         self._room_wanted = True
-        self._room.wait(max(0.0, min(limit, _ROOM_WAIT)))
+        self._room.wait(min(deadline - now, _ROOM_WAIT))
         self._room.clear()
+        return True
 
     def _refuse(self, result, topic, queued, not_queued, index, err):
         result._seal(queued, not_queued)

@@ -282,12 +282,7 @@ def test_threads_sharing_a_full_queue_lose_nothing(bootstrap_servers, topic):
                 topic, [b'%d-%04d' % (n, i) for i in range(1000)],
                 timeout=60))
 
-        threads = [threading.Thread(target=request_thread, args=(n,))
-                   for n in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(90)
+        waiting.in_threads(request_thread, 4, 90)
         assert producer.flush(60) == 0
     assert sorted(r.delivered for r in results) == [1000] * 4
     read = waiting.read_topic(bootstrap_servers, topic, expected=4000)

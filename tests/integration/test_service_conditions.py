@@ -16,7 +16,6 @@ import collections
 import pathlib
 import subprocess
 import sys
-import threading
 import time
 
 import confluent_kafka
@@ -53,12 +52,7 @@ def test_sixteen_threads_share_one_producer(bootstrap_servers, make_topic):
             except Exception as exc:  # reported below, not lost
                 errors.append(exc)
 
-        threads = [threading.Thread(target=request_thread, args=(n,))
-                   for n in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        waiting.in_threads(request_thread, 16, 60)
         assert producer.flush(30) == 0
     assert not errors, errors
     for n in range(16):
