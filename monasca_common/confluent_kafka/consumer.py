@@ -163,9 +163,13 @@ class KafkaConsumer:
 
     def _start(self) -> None:
         self._pid = os.getpid()
-        # (topic, partition) -> offset after the last message handed out,
-        # and the last offset committed for it.
-        self._handed: dict[tuple[str, int], int] = {}
+        # The last message handed out per partition (keyed by partition
+        # alone when reading one topic: asking each message its topic
+        # builds and hashes a new string), and per (topic, partition) the
+        # last offset committed.
+        self._single_topic = (self._topics[0] if len(self._topics) == 1
+                              else None)
+        self._last_handed: dict = {}
         self._committed: dict[tuple[str, int], int] = {}
         self._buffer: collections.deque = collections.deque()
         # Kept here, not asked of librdkafka: calling into the client from
@@ -208,25 +212,19 @@ class KafkaConsumer:
         self._last_commit = time.monotonic()
         # Locals: this loop is the per-message cost of every service.
         buffer = self._buffer
-        handed = self._handed
+        last_handed = self._last_handed
+        single_topic = self._single_topic is not None
         timed = self._commit_callback is not None
-        # With one topic, keys are made once per partition: asking each
-        # message its topic builds and hashes a new string every time.
-        single_topic = self._topics[0] if len(self._topics) == 1 else None
-        keys: dict[int, tuple[str, int]] = {}
         while not self._stop:
             if not buffer:
                 self._fill(self._wait_time())
             while buffer:
                 message = buffer.popleft()
-                if single_topic is None:
-                    key = (message.topic(), message.partition())
+                if single_topic:
+                    last_handed[message.partition()] = message
                 else:
-                    partition = message.partition()
-                    key = keys.get(partition)
-                    if key is None:
-                        key = keys[partition] = (single_topic, partition)
-                handed[key] = message.offset() + 1
+                    last_handed[(message.topic(), message.partition())] = \
+                        message
                 yield message
                 if self._stop:
                     break
@@ -251,8 +249,8 @@ class KafkaConsumer:
         while self._buffer and len(batch) < max_messages:
             batch.append(self._buffer.popleft())
         for message in batch:
-            self._handed[(message.topic(), message.partition())] = \
-                message.offset() + 1
+            self._last_handed[self._key_in_last_handed(
+                message.topic(), message.partition())] = message
         self._check_commit_interval()
         return batch
 
@@ -336,13 +334,32 @@ class KafkaConsumer:
         """
         self._check_usable()
         self._last_commit = time.monotonic()
-        return self._commit(list(self._handed), asynchronous)
+        return self._commit(None, asynchronous)
+
+    def _key_in_last_handed(self, topic: str, partition: int):
+        return partition if self._single_topic is not None else (
+            topic, partition)
+
+    def _handed(self) -> dict[tuple[str, int], int]:
+        """Per (topic, partition), the offset after the last handed out."""
+        single_topic = self._single_topic
+        # A copy first: commit() may run on another thread than the
+        # iteration that adds to it.
+        return {(single_topic, key) if single_topic is not None else key:
+                message.offset() + 1
+                for key, message in list(self._last_handed.items())}
+
+    def _forget_handed(self, topic: str, partition: int) -> None:
+        self._last_handed.pop(self._key_in_last_handed(topic, partition),
+                              None)
 
     def _commit(self, keys, asynchronous: bool = False):
-        offsets = [TopicPartition(t, p, self._handed[(t, p)])
-                   for (t, p) in keys
-                   if (t, p) in self._handed and
-                   self._committed.get((t, p)) != self._handed[(t, p)]]
+        """Commit what was handed out for ``keys`` (None: everything)."""
+        handed = self._handed()
+        offsets = [TopicPartition(t, p, offset)
+                   for (t, p), offset in handed.items()
+                   if (keys is None or (t, p) in keys) and
+                   self._committed.get((t, p)) != offset]
         if not offsets:
             return []
         if asynchronous:
@@ -397,7 +414,7 @@ class KafkaConsumer:
                     '(%s); their new owner resumes from the last commit',
                     _describe(offsets), err.str())
         for tp in offsets:
-            self._handed.pop((tp.topic, tp.partition), None)
+            self._forget_handed(tp.topic, tp.partition)
         return []
 
     # -- rebalancing --------------------------------------------------------
@@ -423,13 +440,13 @@ class KafkaConsumer:
                 self._repartition_callback(self, partitions)
             except Exception:
                 LOG.exception('Kafka repartition callback raised')
-        keys = [(tp.topic, tp.partition) for tp in partitions]
+        keys = {(tp.topic, tp.partition) for tp in partitions}
         try:
             self._commit(keys)
         except errors.CommitFailedError as exc:
             LOG.error('Kafka commit on revoke failed: %s', exc)
         for key in keys:
-            self._handed.pop(key, None)
+            self._forget_handed(*key)
             self._committed.pop(key, None)
 
     def _on_lost(self, consumer, partitions) -> None:
@@ -440,7 +457,7 @@ class KafkaConsumer:
         self._assigned.difference_update(
             (tp.topic, tp.partition) for tp in partitions)
         for tp in partitions:
-            self._handed.pop((tp.topic, tp.partition), None)
+            self._forget_handed(tp.topic, tp.partition)
             self._committed.pop((tp.topic, tp.partition), None)
 
     # -- flow control -------------------------------------------------------
