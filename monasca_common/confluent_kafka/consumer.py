@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import concurrent.futures
 import inspect
 import logging
 import os
+import queue
 import threading
 import time
 import typing
@@ -177,6 +179,9 @@ class KafkaConsumer:
         # deadlocks (the callback waits for the GIL that caller holds).
         self._assigned: set[tuple[str, int]] = set()
         self._reading = threading.Event()
+        self._committer: _Committer | None = None
+        # The thread running a revoke callback, while it runs.
+        self._rebalancing: int | None = None
         self._last_commit = time.monotonic()
         self._consumer = kafka_config.create(confluent_kafka.Consumer,
                                              self._config)
@@ -369,8 +374,15 @@ class KafkaConsumer:
         backoff = 0.1
         while True:
             try:
-                result = self._consumer.commit(offsets=offsets,
-                                               asynchronous=False)
+                if self._rebalancing == threading.get_ident():
+                    # Inside a rebalance callback (ours, or the service's
+                    # repartition callback committing): the group waits for
+                    # it to return, and a commit from another thread would
+                    # wait for the group.
+                    result = self._consumer.commit(offsets=offsets,
+                                                   asynchronous=False)
+                else:
+                    result = self._commit_within(offsets, deadline)
                 break
             except confluent_kafka.KafkaException as exc:
                 err = exc.args[0]
@@ -409,6 +421,25 @@ class KafkaConsumer:
                     for t, p, o, e in failed), failed)
         return [tp for tp in result if tp.error is None]
 
+    def _commit_within(self, offsets, deadline: float):
+        # librdkafka's synchronous commit has no timeout of its own: with
+        # no coordinator to send it to, it waits for one to appear. It runs
+        # on one worker thread, so commits still reach Kafka in order, and
+        # the caller waits only until the deadline.
+        if self._committer is None:
+            self._committer = _Committer(self._consumer)
+        future = self._committer.submit(offsets)
+        try:
+            return future.result(max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            timed_out = KafkaError(KafkaError._TIMED_OUT)
+            raise errors.CommitFailedError(
+                'Kafka did not answer the commit of %s within %.1f s '
+                '(commit_timeout); it stays queued and may still land'
+                % (_describe(offsets), self._commit_timeout),
+                [(tp.topic, tp.partition, tp.offset, timed_out)
+                 for tp in offsets]) from None
+
     def _drop_unowned(self, offsets, err) -> list:
         LOG.warning('Kafka commit of %s skipped: partitions no longer owned '
                     '(%s); their new owner resumes from the last commit',
@@ -435,16 +466,19 @@ class KafkaConsumer:
             return
         LOG.info('Kafka consumer: partitions revoked %s',
                  _describe(partitions))
-        if self._repartition_callback is not None:
-            try:
-                self._repartition_callback(self, partitions)
-            except Exception:
-                LOG.exception('Kafka repartition callback raised')
         keys = {(tp.topic, tp.partition) for tp in partitions}
+        self._rebalancing = threading.get_ident()
         try:
+            if self._repartition_callback is not None:
+                try:
+                    self._repartition_callback(self, partitions)
+                except Exception:
+                    LOG.exception('Kafka repartition callback raised')
             self._commit(keys)
         except errors.CommitFailedError as exc:
             LOG.error('Kafka commit on revoke failed: %s', exc)
+        finally:
+            self._rebalancing = None
         for key in keys:
             self._forget_handed(*key)
             self._committed.pop(key, None)
@@ -517,6 +551,8 @@ class KafkaConsumer:
             deadline = time.monotonic() + timeout
             while self._reading.is_set() and time.monotonic() < deadline:
                 time.sleep(0.01)
+            if self._committer is not None:
+                self._committer.stop()
             closer = threading.Thread(target=self._consumer.close,
                                       name='kafka-consumer-close',
                                       daemon=True)
@@ -546,6 +582,41 @@ class KafkaConsumer:
                 self._user_error_cb(err)
             except Exception:
                 LOG.exception('Kafka error callback raised')
+
+
+class _Committer:
+    """Runs synchronous commits one after another on a daemon thread.
+
+    Daemon: a commit stuck waiting for Kafka must not keep the process
+    from exiting.
+    """
+
+    def __init__(self, consumer: confluent_kafka.Consumer):
+        self._consumer = consumer
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name='kafka-consumer-commit',
+                         daemon=True).start()
+
+    def submit(self, offsets) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((future, offsets))
+        return future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            future, offsets = job
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(self._consumer.commit(
+                    offsets=offsets, asynchronous=False))
+            except BaseException as exc:  # handed to the caller
+                future.set_exception(exc)
 
 
 def _describe(partitions) -> str:

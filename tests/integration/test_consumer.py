@@ -186,6 +186,8 @@ def test_rebalance_loses_and_duplicates_nothing(bootstrap_servers,
 
     def two_args(consumer, partitions):
         revoked['c1'].append(sorted(tp.partition for tp in partitions))
+        # As a persister does: flush, then commit, before they go.
+        consumer.commit()
 
     def no_args():
         revoked['c2'].append(True)

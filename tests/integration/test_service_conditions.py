@@ -184,6 +184,43 @@ def test_consumer_outage_waits_and_resumes(controllable_kafka, topic,
     assert again == [b'm%d' % i for i in range(start, 21)]
 
 
+def test_commit_is_bounded_when_kafka_does_not_answer(controllable_kafka,
+                                                      topic, group_id):
+    servers = controllable_kafka.bootstrap_servers
+    with kafka.KafkaProducer(servers) as producer:
+        producer.publish(topic, ['m%d' % i for i in range(10)], sync=True)
+    consumer = kafka.KafkaConsumer(servers, group_id, topic, timeout=6000,
+                                   commit_timeout=2, poll_timeout=0.5)
+    try:
+        it = iter(consumer)
+        assert [next(it).value() for _ in range(4)] == [
+            b'm0', b'm1', b'm2', b'm3']
+        # Stopped, not gone: connections stay up and nothing answers.
+        for node in controllable_kafka.nodes:
+            node.pause()
+        started = time.monotonic()
+        try:
+            with pytest.raises(kafka.CommitFailedError,
+                               match='did not answer'):
+                consumer.commit()
+            elapsed = time.monotonic() - started
+        finally:
+            for node in controllable_kafka.nodes:
+                node.unpause()
+        # commit_timeout is 2 s; librdkafka alone would wait 60 s.
+        assert elapsed < 10, elapsed
+        waiting.until(lambda: _commit_ok(consumer), 60,
+                      'commit once Kafka answers again')
+    finally:
+        consumer.close()
+    successor = kafka.KafkaConsumer(servers, group_id, topic)
+    try:
+        it = iter(successor)
+        assert next(it).value() == b'm4'
+    finally:
+        successor.close()
+
+
 def _commit_ok(consumer):
     try:
         consumer.commit()
