@@ -134,13 +134,20 @@ def test_producer_outage_fails_fast_then_recovers(controllable_kafka,
     assert {b'before', b'after'} <= values
 
 
+def topic_and_consumer(servers, topic, group_id, messages, commit_timeout):
+    """``messages`` messages m0, m1, ... in ``topic``; a consumer for it."""
+    with kafka.KafkaProducer(servers) as producer:
+        producer.publish(topic, ['m%d' % i for i in range(messages)],
+                         sync=True)
+    return kafka.KafkaConsumer(servers, group_id, topic, timeout=6000,
+                               commit_timeout=commit_timeout,
+                               poll_timeout=0.5)
+
+
 def test_consumer_outage_waits_and_resumes(controllable_kafka, topic,
                                            group_id):
     servers = controllable_kafka.bootstrap_servers
-    with kafka.KafkaProducer(servers) as producer:
-        producer.publish(topic, ['m%d' % i for i in range(20)], sync=True)
-    consumer = kafka.KafkaConsumer(servers, group_id, topic, timeout=6000,
-                                   commit_timeout=3, poll_timeout=0.5)
+    consumer = topic_and_consumer(servers, topic, group_id, 20, 3)
     try:
         it = iter(consumer)
         first = [next(it).value() for _ in range(5)]
@@ -187,10 +194,7 @@ def test_consumer_outage_waits_and_resumes(controllable_kafka, topic,
 def test_commit_is_bounded_when_kafka_does_not_answer(controllable_kafka,
                                                       topic, group_id):
     servers = controllable_kafka.bootstrap_servers
-    with kafka.KafkaProducer(servers) as producer:
-        producer.publish(topic, ['m%d' % i for i in range(10)], sync=True)
-    consumer = kafka.KafkaConsumer(servers, group_id, topic, timeout=6000,
-                                   commit_timeout=2, poll_timeout=0.5)
+    consumer = topic_and_consumer(servers, topic, group_id, 10, 2)
     try:
         it = iter(consumer)
         assert [next(it).value() for _ in range(4)] == [
