@@ -21,6 +21,7 @@ the ratios compare only what the Python layer adds.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import statistics
@@ -216,20 +217,18 @@ class Bench:
             note = '%s %d undelivered' % (note, left + failed)
         return Result(name, size, n, elapsed, note.strip())
 
+    def _publish_lists(self, producer, topic, payloads, name, **publish):
+        for i in range(0, len(payloads), 1000):
+            producer.publish(topic, payloads[i:i + 1000], **publish)
+            self.progress(name, i, len(payloads))
+
     def publish_list(self, size):
-        def body(producer, topic, payloads, name):
-            for i in range(0, len(payloads), 1000):
-                producer.publish(topic, payloads[i:i + 1000])
-                self.progress(name, i, len(payloads))
-        return self._ours('publish(list of 1000)', size, 1.0, body)
+        return self._ours('publish(list of 1000)', size, 1.0,
+                          self._publish_lists)
 
     def publish_list_errors_only(self, size):
-        def body(producer, topic, payloads, name):
-            for i in range(0, len(payloads), 1000):
-                producer.publish(topic, payloads[i:i + 1000])
-                self.progress(name, i, len(payloads))
         return self._ours('publish(list), error-only reports', size, 1.0,
-                          body, "delivery_reports='errors'",
+                          self._publish_lists, "delivery_reports='errors'",
                           delivery_reports='errors')
 
     def publish_one(self, size):
@@ -242,13 +241,9 @@ class Bench:
         return self._ours('publish(one message)', size, 1.0, body)
 
     def publish_sync(self, size):
-        def body(producer, topic, payloads, name):
-            for i in range(0, len(payloads), 1000):
-                producer.publish(topic, payloads[i:i + 1000], sync=True,
-                                 timeout=60)
-                self.progress(name, i, len(payloads))
         return self._ours('publish(list of 1000, sync=True)', size, 0.5,
-                          body)
+                          functools.partial(self._publish_lists, sync=True,
+                                            timeout=60))
 
     def old_wrapper_pattern(self, size):
         # What the previous confluent wrapper did on every publish call:

@@ -253,9 +253,11 @@ class KafkaConsumer:
         batch = []
         while self._buffer and len(batch) < max_messages:
             batch.append(self._buffer.popleft())
+        single_topic = self._single_topic is not None
         for message in batch:
-            self._last_handed[self._key_in_last_handed(
-                message.topic(), message.partition())] = message
+            self._last_handed[
+                message.partition() if single_topic else
+                (message.topic(), message.partition())] = message
         self._check_commit_interval()
         return batch
 
