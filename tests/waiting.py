@@ -93,3 +93,16 @@ def read_topic(servers, topic, expected=None, timeout=60, idle=3.0):
     finally:
         consumer.close()
     return messages
+
+
+def committed_offsets(servers, group_id, topic, partitions):
+    """The group's committed offset per partition (negative: none)."""
+    reader = confluent_kafka.Consumer({'bootstrap.servers': servers,
+                                       'group.id': group_id})
+    try:
+        committed = reader.committed(
+            [confluent_kafka.TopicPartition(topic, p) for p in partitions],
+            timeout=30)
+    finally:
+        reader.close()
+    return {tp.partition: tp.offset for tp in committed}

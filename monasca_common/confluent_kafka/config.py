@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections.abc
 import logging
+import math
 import re
 import typing
 
@@ -136,7 +137,38 @@ def merge(defaults: collections.abc.Mapping, servers, overrides) -> dict:
     return config
 
 
-def check_group_id(group_id: str) -> str:
+_LEGAL_TOPIC = re.compile(r'^[a-zA-Z0-9._-]{1,249}$')
+
+
+def legal_topic(name) -> bool:
+    """Kafka's rule for topic names (``.`` and ``..`` are refused too)."""
+    return (isinstance(name, str) and bool(_LEGAL_TOPIC.match(name)) and
+            name not in ('.', '..'))
+
+
+def illegal_topic_text(name) -> str:
+    return ('illegal Kafka topic name %r: 1 to 249 of a-z A-Z 0-9 . _ -, '
+            'and not "." or ".."' % (name,))
+
+
+def check_timeout(name: str, value, zero: bool = False) -> float:
+    """A timeout in seconds: a finite number, positive (or 0 if allowed).
+
+    Negative values mean "forever" to librdkafka and NaN compares false
+    with everything: both are refused here, with the argument's name.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise errors.ConfigurationError(
+            '%s must be a number of seconds, got %r' % (name, value))
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise errors.ConfigurationError(
+            '%s must be a finite number of seconds %s, got %r'
+            % (name, '>= 0' if zero else '> 0', value))
+    return value
+
+
+def check_group_id(group_id) -> str:
     # An empty group.id makes librdkafka abort the whole process (an
     # assertion in the consumer constructor), so it never reaches it.
     if not isinstance(group_id, str) or not group_id.strip():

@@ -13,23 +13,27 @@
 """The consumer-group Kafka consumer, at-least-once.
 
 Kafka manages the group (no ZooKeeper). The consumer remembers, per
-partition, the offset after the last message it *handed* to the caller;
-``commit()`` commits exactly those, synchronously by default, and nothing
-else ever commits: not librdkafka (auto commit and auto offset store are
-off), not ``close()``. A message the service has not processed is therefore
-never committed, and after a crash the group redelivers from the last
-commit: at most what was handed but not committed comes twice.
+partition, the last message it *handed* to the caller (see
+:mod:`~monasca_common.confluent_kafka.offsets`); ``commit()`` commits the
+offsets after those, and nothing else ever commits: not librdkafka (auto
+commit and auto offset store are off), not ``close()``. A message the
+service has not processed is therefore never committed, and after a crash
+the group redelivers from the last commit.
+
+Before a commit, whatever the process published is delivered first (see
+:mod:`~monasca_common.confluent_kafka.published`): a service that reads,
+publishes the outcome and commits never commits an input whose output is
+not in Kafka. A background thread keeps the consumer a live group member
+while the service is busy (see :mod:`~monasca_common.confluent_kafka.member`).
 """
 
 from __future__ import annotations
 
-import collections
 import collections.abc
 import concurrent.futures
 import inspect
 import logging
 import os
-import queue
 import threading
 import time
 import typing
@@ -38,6 +42,9 @@ import confluent_kafka
 
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import member as group_member
+from monasca_common.confluent_kafka import offsets as offset_ledger
+from monasca_common.confluent_kafka import published
 
 LOG = logging.getLogger(__name__)
 
@@ -46,21 +53,20 @@ Message = confluent_kafka.Message
 TopicPartition = confluent_kafka.TopicPartition
 CommitCallback = typing.Callable[[], typing.Any]
 
-# librdkafka hands messages to Python in chunks of this many; the iterator
-# then yields them one by one.
-_FETCH_CHUNK = 500
-# Commit errors meaning "this partition is no longer ours": the new owner
-# will start from the last commit.
-_NOT_OWNED = frozenset((
-    KafkaError._STATE, KafkaError.UNKNOWN_MEMBER_ID,
-    KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
-    KafkaError.FENCED_INSTANCE_ID, KafkaError.STALE_MEMBER_EPOCH,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
+# Commit answers that leave the offsets pending for the next commit: the
+# group is rebalancing, the coordinator moves or is away, Kafka is slow.
+# Only a partition leaving the assignment drops its offsets.
+_TRANSIENT = frozenset((
+    KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID, KafkaError.STALE_MEMBER_EPOCH,
+    KafkaError._STATE, KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+    KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError._WAIT_COORD,
+    KafkaError.REQUEST_TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
+    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,
+    KafkaError.FENCED_INSTANCE_ID,
 ))
-_FATAL_CONSUME = frozenset((
-    KafkaError._AUTHENTICATION, KafkaError.TOPIC_AUTHORIZATION_FAILED,
-    KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError._INVALID_ARG,
-))
+_LOG_AGAIN_AFTER = 60.0
 
 
 def _adapt_repartition_callback(callback):
@@ -90,8 +96,9 @@ class KafkaConsumer:
     :param client_id: ``client.id``, when not empty.
     :param repartition_callback: called before partitions are revoked in a
         rebalance, as ``callback(consumer, partitions)`` or ``callback()``,
-        so the service can flush and commit; then what was handed out for
-        the revoked partitions is committed.
+        from the reading thread between two messages, so the service can
+        flush and commit; then what was handed out for the revoked
+        partitions is committed.
     :param commit_callback: ``commit_callback()``, called from the
         iteration once ``max_commit_interval`` seconds have passed since the
         last commit, whether or not messages arrive.
@@ -99,9 +106,23 @@ class KafkaConsumer:
     :param timeout: ``session.timeout.ms``: how long the group waits for a
         member that stopped answering before giving its partitions away.
     :param poll_timeout: longest single wait for messages, in seconds; it
-        bounds how soon ``stop()`` takes effect.
-    :param commit_timeout: how long ``commit()`` retries a retriable error
-        (broker away, coordinator moving) before raising.
+        bounds how soon ``stop()`` takes effect. Must be positive.
+    :param commit_timeout: how long ``commit()`` waits, in all, for what
+        the process published and then for Kafka to take the offsets.
+    :param commit_errors: ``'log'`` (default): a commit that fails for a
+        passing reason (a rebalance, the coordinator away, outputs not yet
+        delivered) is logged once per reason, its offsets stay pending for
+        the next commit or the revoke, and ``commit()`` returns what it did
+        commit. ``'raise'``: such a commit raises
+        :class:`CommitFailedError` (the offsets stay pending all the same).
+    :param deliver_before_commit: wait, before each commit, until Kafka
+        has everything this process published through this library (a
+        commit never covers an input whose output is not in Kafka). If an
+        output failed, nothing is committed and the partitions read since
+        the last commit are read again from it.
+    :param revoke_timeout: longest wait, in seconds, for the reading thread
+        to come back and release partitions a rebalance takes away
+        (``max.poll.interval.ms`` by default, 300 s).
     :param config: librdkafka properties, checked now. Defaults:
         ``enable.auto.commit=false``, ``enable.auto.offset.store=false``,
         ``auto.offset.reset=earliest``,
@@ -120,15 +141,34 @@ class KafkaConsumer:
                  timeout: int = 10000, *,
                  poll_timeout: float = 1.0,
                  commit_timeout: float = 10.0,
+                 commit_errors: str = 'log',
+                 deliver_before_commit: bool = True,
+                 revoke_timeout: float | None = None,
                  **config: typing.Any):
+        if commit_errors not in ('log', 'raise'):
+            raise errors.ConfigurationError(
+                "commit_errors must be 'log' or 'raise', got %r"
+                % (commit_errors,))
+        self._poll_timeout = kafka_config.check_timeout(
+            'poll_timeout', poll_timeout)
+        self._commit_timeout = kafka_config.check_timeout(
+            'commit_timeout', commit_timeout)
         self._user_error_cb = config.pop('error_cb', None)
-        extra = {'group.id': kafka_config.check_group_id(group_id),
-                 'session.timeout.ms': timeout}
+        for reserved in ('on_commit', 'enable.auto.commit',
+                         'enable.auto.offset.store'):
+            if reserved in config:
+                raise errors.ConfigurationError(
+                    '%s can not be set: the consumer commits only what it '
+                    'handed out, itself' % reserved)
+        extra = {'group.id': group_id, 'session.timeout.ms': timeout}
         if fetch_min_bytes is not None:
             extra['fetch.min.bytes'] = fetch_min_bytes
         if client_id:
             extra['client.id'] = client_id
         extra.update(config)
+        # Checked after the caller's properties: group.id given as one
+        # would reach librdkafka unchecked.
+        kafka_config.check_group_id(extra.get('group.id'))
         if 'heartbeat.interval.ms' not in extra and timeout:
             # librdkafka heartbeats every 3 s by default: with a session
             # shorter than ~9 s the member would time itself out and lose
@@ -142,8 +182,12 @@ class KafkaConsumer:
             repartition_callback)
         self._commit_callback = commit_callback
         self._max_commit_interval = max_commit_interval
-        self._poll_timeout = poll_timeout
-        self._commit_timeout = commit_timeout
+        self._raise_commit_errors = commit_errors == 'raise'
+        self._deliver_before_commit = deliver_before_commit
+        if revoke_timeout is None:
+            revoke_timeout = int(self._config.get(
+                'max.poll.interval.ms', 300000)) / 1000.0
+        self._revoke_timeout = revoke_timeout
         self._closed = False
         self._stop = False
         self._close_lock = threading.Lock()
@@ -155,46 +199,35 @@ class KafkaConsumer:
         if not topics:
             raise errors.ConfigurationError('no topic to consume given')
         for name in topics:
-            if not isinstance(name, str) or not name or len(name) > 249 or \
-                    not all(c.isascii() and (c.isalnum() or c in '._-')
-                            for c in name):
+            if not kafka_config.legal_topic(name):
                 raise errors.ConfigurationError(
-                    'illegal Kafka topic name %r: 1 to 249 of a-z A-Z 0-9 '
-                    '. _ -' % (name,))
+                    kafka_config.illegal_topic_text(name))
         return topics
 
     def _start(self) -> None:
         self._pid = os.getpid()
-        # The last message handed out per partition (keyed by partition
-        # alone when reading one topic: asking each message its topic
-        # builds and hashes a new string), and per (topic, partition) the
-        # last offset committed.
-        self._single_topic = (self._topics[0] if len(self._topics) == 1
-                              else None)
-        self._last_handed: dict = {}
-        self._committed: dict[tuple[str, int], int] = {}
-        self._buffer: collections.deque = collections.deque()
-        # Kept here, not asked of librdkafka: calling into the client from
-        # another thread while the reader runs a rebalance callback
-        # deadlocks (the callback waits for the GIL that caller holds).
-        self._assigned: set[tuple[str, int]] = set()
-        self._reading = threading.Event()
-        self._committer: _Committer | None = None
-        # The thread running a revoke callback, while it runs.
-        self._rebalancing: int | None = None
+        self._ledger = offset_ledger.OffsetLedger(
+            self._topics[0] if len(self._topics) == 1 else None)
         self._last_commit = time.monotonic()
+        self._failures_seen = published.failures()
+        self._logged: dict = {}
+        self._config['on_commit'] = self._on_commit
         self._consumer = kafka_config.create(confluent_kafka.Consumer,
                                              self._config)
         # The group is joined on first read, not here: a consumer built
         # before fork() and read only in the children must not hold the
         # group's partitions from a parent that never polls.
-        self._subscribed = False
+        self._member: group_member.GroupMember | None = None
 
-    def _subscribe(self) -> None:
-        self._consumer.subscribe(self._topics, on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke,
-                                 on_lost=self._on_lost)
-        self._subscribed = True
+    def _join(self) -> group_member.GroupMember:
+        if self._member is None:
+            self._member = group_member.GroupMember(
+                self._consumer, self._topics, self._revoke_timeout)
+        return self._member
+
+    def _on_commit(self, err, partitions) -> None:
+        if self._member is not None:
+            self._member.on_commit(err, partitions)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -213,23 +246,32 @@ class KafkaConsumer:
     def __iter__(self) -> typing.Iterator[Message]:
         """Yield messages until :meth:`stop` (or :meth:`close`)."""
         self._check_usable()
-        self._stop = False
+        member = self._join()
         self._last_commit = time.monotonic()
         # Locals: this loop is the per-message cost of every service.
-        buffer = self._buffer
-        last_handed = self._last_handed
-        single_topic = self._single_topic is not None
+        buffer = member.buffer
+        revocations = member.revocations
+        handed = self._ledger.handed
+        single_topic = self._ledger.single_topic is not None
         timed = self._commit_callback is not None
         while not self._stop:
+            if revocations:
+                self._serve_revocations()
             if not buffer:
-                self._fill(self._wait_time())
+                self._wait_for_messages(self._wait_time())
             while buffer:
-                message = buffer.popleft()
+                if revocations:
+                    # Buffered messages of revoked partitions go first.
+                    self._serve_revocations()
+                    continue
+                try:
+                    message = buffer.popleft()
+                except IndexError:  # dropped by a pause meanwhile
+                    break
                 if single_topic:
-                    last_handed[message.partition()] = message
+                    handed[message.partition()] = message
                 else:
-                    last_handed[(message.topic(), message.partition())] = \
-                        message
+                    handed[(message.topic(), message.partition())] = message
                 yield message
                 if self._stop:
                     break
@@ -237,39 +279,55 @@ class KafkaConsumer:
                     self._check_commit_interval()
             if timed:
                 self._check_commit_interval()
+        self._stop = False
 
     def consume_batch(self, max_messages: int = 500,
                       timeout: float | None = None) -> list[Message]:
         """Up to ``max_messages`` messages, waiting at most ``timeout``.
 
         An empty list means none arrived in time. The commit callback is
-        served here as in the iteration.
+        served here as in the iteration, before the batch is taken: what
+        it commits never covers messages the caller has not got yet.
         """
         self._check_usable()
         if timeout is None:
             timeout = self._poll_timeout
-        if not self._buffer:
-            self._fill(self._wait_time(timeout), max_messages)
-        batch = []
-        while self._buffer and len(batch) < max_messages:
-            batch.append(self._buffer.popleft())
-        single_topic = self._single_topic is not None
-        for message in batch:
-            self._last_handed[
-                message.partition() if single_topic else
-                (message.topic(), message.partition())] = message
+        else:
+            timeout = kafka_config.check_timeout('timeout', timeout,
+                                                 zero=True)
+        if not isinstance(max_messages, int) or max_messages < 1:
+            raise ValueError('max_messages must be a positive int, got %r'
+                             % (max_messages,))
+        member = self._join()
         self._check_commit_interval()
+        if member.revocations:
+            self._serve_revocations()
+        if not member.buffer:
+            self._wait_for_messages(self._wait_time(timeout))
+            if member.revocations:
+                self._serve_revocations()
+        buffer = member.buffer
+        batch = []
+        hand = self._ledger.hand
+        while buffer and len(batch) < max_messages:
+            try:
+                message = buffer.popleft()
+            except IndexError:
+                break
+            hand(message)
+            batch.append(message)
         return batch
 
     def stop(self) -> None:
         """End the iteration at its next turn (at most ``poll_timeout``).
 
-        Only sets a flag: safe from a signal handler or another thread.
+        Only sets a flag: safe from a signal handler or another thread,
+        and before the iteration starts (it then ends at once).
         """
         self._stop = True
 
     def _wait_time(self, limit: float | None = None) -> float:
-        """How long one poll may wait.
+        """How long one wait for messages may last.
 
         ``limit`` (``poll_timeout`` by default), less if the commit
         callback falls due sooner.
@@ -280,40 +338,15 @@ class KafkaConsumer:
         due = self._last_commit + self._max_commit_interval - time.monotonic()
         return max(0.0, min(wait, due))
 
-    def _fill(self, timeout: float, count: int = _FETCH_CHUNK) -> None:
-        if not self._subscribed:
-            self._subscribe()
-        # Wait for the first message only, then take what is already there:
-        # consume(n, timeout) would hold a lone message until n arrive or
-        # the timeout ends, adding up to poll_timeout of latency.
-        self._reading.set()
-        try:
-            first = self._consumer.poll(timeout)
-            if first is None:
-                return
-            messages = [first]
-            if count > 1:
-                messages.extend(self._consumer.consume(count - 1, 0))
-        finally:
-            self._reading.clear()
-        good = [m for m in messages if m.error() is None]
-        self._buffer.extend(good)
-        if len(good) != len(messages):
-            for message in messages:
-                err = message.error()
-                if err is not None:
-                    self._on_message_error(err)
-
-    def _on_message_error(self, err: KafkaError) -> None:
-        code = err.code()
-        if code == KafkaError._PARTITION_EOF:
-            return
-        if err.fatal() or code in _FATAL_CONSUME:
-            LOG.error('Kafka consumer fatal error: %s', err.str())
-            raise errors.ConsumerError('Kafka consumer error: %s' % err.str())
-        # The broker going away, a topic not there yet, a leader moving:
-        # librdkafka retries by itself; say so and keep waiting.
-        LOG.warning('Kafka consumer: %s (retrying)', err.str())
+    def _wait_for_messages(self, timeout: float) -> None:
+        member = self._member
+        with member.ready:
+            if not (member.buffer or member.revocations or self._stop or
+                    member.fatal is not None) and timeout > 0:
+                member.ready.wait(timeout)
+        if member.fatal is not None:
+            raise errors.ConsumerError('Kafka consumer error: %s'
+                                       % member.fatal.str())
 
     def _check_commit_interval(self) -> None:
         if self._commit_callback is None:
@@ -325,182 +358,208 @@ class KafkaConsumer:
             self._last_commit = now
             self._commit_callback()
 
+    # -- rebalancing (reading thread) ---------------------------------------
+
+    def _serve_revocations(self) -> None:
+        member = self._member
+        while member.revocations:
+            revocation = member.revocations.popleft()
+            member.drop_buffered(revocation.keys)
+            if not revocation.abandoned:
+                if self._repartition_callback is not None:
+                    try:
+                        self._repartition_callback(self,
+                                                   revocation.partitions)
+                    except Exception:
+                        LOG.exception('Kafka repartition callback raised')
+                try:
+                    self._commit(only=revocation.keys, revoking=True)
+                except (errors.CommitFailedError, _Transient) as exc:
+                    LOG.error('Kafka commit on revoke failed: %s; what was '
+                              'handed of %s since will come again to its '
+                              'new owner', exc, group_member.describe(
+                                  revocation.partitions))
+            self._ledger.forget(revocation.keys)
+            revocation.done.set()
+            member._wake.set()
+
     # -- committing ---------------------------------------------------------
 
-    def commit(self, asynchronous: bool = False) -> list[TopicPartition]:
-        """Commit the offsets of what was handed out so far.
+    def commit(self, asynchronous: bool = False, *,
+               raise_errors: bool | None = None) -> list[TopicPartition]:
+        """Commit the offsets after what was handed out so far.
 
-        Only partitions with something new are committed; nothing to
-        commit is not an error. A partition no longer owned is dropped with
-        a log line (its new owner resumes from its last commit).
+        First waits until what the process published is in Kafka (see
+        ``deliver_before_commit``). Only partitions with something new are
+        committed; nothing to commit is not an error. Safe from any thread.
 
-        :param asynchronous: send the commit without waiting for it.
+        :param asynchronous: send the commit without waiting for Kafka's
+            answer (the wait for published messages still happens).
+        :param raise_errors: raise instead of logging a commit that did not
+            happen (default: the ``commit_errors`` setting).
         :returns: the offsets committed (sent, if asynchronous).
-        :raises CommitFailedError: the commit failed, or kept failing for
-            ``commit_timeout`` seconds of retries.
+        :raises CommitFailedError: with ``commit_errors='raise'`` or
+            ``raise_errors``, when the offsets could not all be committed
+            (they stay pending); always, for an error that does not pass.
         """
         self._check_usable()
         self._last_commit = time.monotonic()
-        return self._commit(None, asynchronous)
+        if raise_errors is None:
+            raise_errors = self._raise_commit_errors
+        try:
+            return self._commit(asynchronous=asynchronous)
+        except _Transient as exc:
+            if raise_errors:
+                raise errors.CommitFailedError(str(exc),
+                                               exc.partitions) from None
+            self._log_once(exc.reason, '%s', exc)
+            return exc.committed
 
-    def _key_in_last_handed(self, topic: str, partition: int):
-        return partition if self._single_topic is not None else (
-            topic, partition)
+    def _commit(self, only=None, asynchronous=False, revoking=False):
+        """Commit what was handed out (``only``: for these partitions).
 
-    def _handed(self) -> dict[tuple[str, int], int]:
-        """Per (topic, partition), the offset after the last handed out."""
-        single_topic = self._single_topic
-        # A copy first: commit() may run on another thread than the
-        # iteration that adds to it.
-        return {(single_topic, key) if single_topic is not None else key:
-                message.offset() + 1
-                for key, message in list(self._last_handed.items())}
-
-    def _forget_handed(self, topic: str, partition: int) -> None:
-        self._last_handed.pop(self._key_in_last_handed(topic, partition),
-                              None)
-
-    def _commit(self, keys, asynchronous: bool = False):
-        """Commit what was handed out for ``keys`` (None: everything)."""
-        handed = self._handed()
-        offsets = [TopicPartition(t, p, offset)
-                   for (t, p), offset in handed.items()
-                   if (keys is None or (t, p) in keys) and
-                   self._committed.get((t, p)) != offset]
-        if not offsets:
+        :raises _Transient: nothing or not all committed, for a reason that
+            passes; what is not committed stays pending.
+        """
+        member = self._member
+        if member is None:
             return []
-        if asynchronous:
-            self._consumer.commit(offsets=offsets, asynchronous=True)
-            return offsets
+        pending = self._ledger.pending(member.assigned, only)
+        if not pending:
+            return []
         deadline = time.monotonic() + self._commit_timeout
-        backoff = 0.1
+        if self._deliver_before_commit:
+            self._await_outputs(pending, deadline, revoking)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
+        future = member.commit(offsets)
+        if asynchronous:
+            future.add_done_callback(self._record_async)
+            return offsets
+        try:
+            result = self._wait_commit(future, deadline, revoking)
+        except confluent_kafka.KafkaException as exc:
+            err = exc.args[0]
+            if err.code() == KafkaError._NO_OFFSET:
+                return []
+            if err.code() in _TRANSIENT or err.retriable():
+                raise _Transient(
+                    err.name(), 'Kafka commit of %s did not happen (%s); the '
+                    'offsets stay pending for the next commit'
+                    % (group_member.describe(offsets), err.str()),
+                    [(tp.topic, tp.partition, tp.offset, err)
+                     for tp in offsets]) from None
+            raise errors.CommitFailedError(
+                'Kafka commit of %s failed: %s'
+                % (group_member.describe(offsets), err.str()),
+                [(tp.topic, tp.partition, tp.offset, err)
+                 for tp in offsets]) from None
+        return self._record(result)
+
+    def _wait_commit(self, future, deadline, revoking):
+        member = self._member
         while True:
             try:
-                if self._rebalancing == threading.get_ident():
-                    # Inside a rebalance callback (ours, or the service's
-                    # repartition callback committing): the group waits for
-                    # it to return, and a commit from another thread would
-                    # wait for the group.
-                    result = self._consumer.commit(offsets=offsets,
-                                                   asynchronous=False)
-                else:
-                    result = self._commit_within(offsets, deadline)
-                break
-            except confluent_kafka.KafkaException as exc:
-                err = exc.args[0]
-                if err.code() == KafkaError._NO_OFFSET:
-                    return []
-                if err.code() in _NOT_OWNED:
-                    return self._drop_unowned(offsets, err)
-                retriable = err.retriable() or err.code() in (
-                    KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
-                    KafkaError.COORDINATOR_NOT_AVAILABLE,
-                    KafkaError.NOT_COORDINATOR,
-                    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                    KafkaError._WAIT_COORD, KafkaError.REQUEST_TIMED_OUT)
-                if not retriable or time.monotonic() >= deadline:
-                    raise errors.CommitFailedError(
-                        'Kafka commit of %s failed: %s' % (
-                            _describe(offsets), err.str()),
-                        [(tp.topic, tp.partition, tp.offset, err)
-                         for tp in offsets]) from None
-                LOG.warning('Kafka commit failed (%s); retrying', err.str())
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-        failed = []
-        for tp in result:
-            key = (tp.topic, tp.partition)
-            if tp.error is None:
-                self._committed[key] = tp.offset
-            elif tp.error.code() in _NOT_OWNED:
-                self._drop_unowned([tp], tp.error)
-            else:
-                failed.append((tp.topic, tp.partition, tp.offset, tp.error))
+                return future.result(
+                    max(0.0, min(0.05, deadline - time.monotonic())))
+            except concurrent.futures.TimeoutError:
+                pass
+            # The member waits in a revoke callback for this thread, and
+            # can not serve the answer meanwhile: the revoke will commit.
+            interrupted = member.revocations and not revoking
+            if interrupted or time.monotonic() >= deadline:
+                raise confluent_kafka.KafkaException(KafkaError(
+                    KafkaError._TIMED_OUT,
+                    'interrupted by a rebalance' if interrupted else
+                    'Kafka did not answer within %.1f s (commit_timeout); '
+                    'it may still land' % self._commit_timeout)) from None
+
+    def _record(self, result) -> list[TopicPartition]:
+        done = [tp for tp in result if tp.error is None]
+        self._ledger.record_commit(((tp.topic, tp.partition), tp.offset)
+                                   for tp in done)
+        failed = [tp for tp in result if tp.error is not None]
         if failed:
-            raise errors.CommitFailedError(
-                'Kafka commit failed for %s' % ', '.join(
-                    '%s[%d]@%d: %s' % (t, p, o, e.str())
-                    for t, p, o, e in failed), failed)
-        return [tp for tp in result if tp.error is None]
+            detail = ', '.join('%s[%d]@%d: %s' % (
+                tp.topic, tp.partition, tp.offset, tp.error.str())
+                for tp in failed)
+            partitions = [(tp.topic, tp.partition, tp.offset, tp.error)
+                          for tp in failed]
+            if all(tp.error.code() in _TRANSIENT or tp.error.retriable()
+                   for tp in failed):
+                raise _Transient(
+                    failed[0].error.name(), 'Kafka commit did not happen for '
+                    '%s; the offsets stay pending' % detail, partitions,
+                    done)
+            raise errors.CommitFailedError('Kafka commit failed for %s'
+                                           % detail, partitions)
+        return done
 
-    def _commit_within(self, offsets, deadline: float):
-        # librdkafka's synchronous commit has no timeout of its own: with
-        # no coordinator to send it to, it waits for one to appear. It runs
-        # on one worker thread, so commits still reach Kafka in order, and
-        # the caller waits only until the deadline.
-        if self._committer is None:
-            self._committer = _Committer(self._consumer)
-        future = self._committer.submit(offsets)
+    def _record_async(self, future) -> None:
         try:
-            return future.result(max(0.0, deadline - time.monotonic()))
-        except concurrent.futures.TimeoutError:
-            timed_out = KafkaError(KafkaError._TIMED_OUT)
-            raise errors.CommitFailedError(
-                'Kafka did not answer the commit of %s within %.1f s '
-                '(commit_timeout); it stays queued and may still land'
-                % (_describe(offsets), self._commit_timeout),
-                [(tp.topic, tp.partition, tp.offset, timed_out)
-                 for tp in offsets]) from None
+            self._record(future.result())
+        except Exception as exc:
+            self._log_once('async', 'Kafka asynchronous commit: %s', exc)
 
-    def _drop_unowned(self, offsets, err) -> list:
-        LOG.warning('Kafka commit of %s skipped: partitions no longer owned '
-                    '(%s); their new owner resumes from the last commit',
-                    _describe(offsets), err.str())
-        for tp in offsets:
-            self._forget_handed(tp.topic, tp.partition)
-        return []
-
-    # -- rebalancing --------------------------------------------------------
-
-    def _on_assign(self, consumer, partitions) -> None:
-        self._assigned.update((tp.topic, tp.partition) for tp in partitions)
-        LOG.info('Kafka consumer assigned %s', _describe(partitions))
-
-    def _on_revoke(self, consumer, partitions) -> None:
-        # Rebalance callbacks run inside consume(), which is only called
-        # with an empty buffer: nothing fetched for these partitions is
-        # waiting to be handed out.
-        self._assigned.difference_update(
-            (tp.topic, tp.partition) for tp in partitions)
-        if self._closed:
-            LOG.info('Kafka consumer closing; released %s without '
-                     'committing', _describe(partitions))
+    def _await_outputs(self, pending, deadline, revoking) -> None:
+        """Wait for what was published; rewind if an output failed."""
+        unreported = published.await_delivery(deadline)
+        described = ', '.join('%s[%d]' % key for key in pending)
+        partitions = [(t, p, o, None) for (t, p), o in pending.items()]
+        if unreported:
+            raise _Transient(
+                'outputs', 'Kafka commit of %s waits: %d messages the process '
+                'published before it are not yet in Kafka; the offsets stay '
+                'pending' % (described, unreported), partitions)
+        failures = published.failures()
+        if failures == self._failures_seen:
             return
-        LOG.info('Kafka consumer: partitions revoked %s',
-                 _describe(partitions))
-        keys = {(tp.topic, tp.partition) for tp in partitions}
-        self._rebalancing = threading.get_ident()
-        try:
-            if self._repartition_callback is not None:
-                try:
-                    self._repartition_callback(self, partitions)
-                except Exception:
-                    LOG.exception('Kafka repartition callback raised')
-            self._commit(keys)
-        except errors.CommitFailedError as exc:
-            LOG.error('Kafka commit on revoke failed: %s', exc)
-        finally:
-            self._rebalancing = None
-        for key in keys:
-            self._forget_handed(*key)
-            self._committed.pop(key, None)
+        self._failures_seen = failures
+        if not revoking:
+            self._rewind(pending)
+        raise _Transient(
+            'outputs', 'Kafka commit of %s not done: messages the process '
+            'published since the last commit failed; what was read since '
+            'then is read again' % described, partitions)
 
-    def _on_lost(self, consumer, partitions) -> None:
-        LOG.warning('Kafka consumer lost partitions %s (session timed out '
-                    'or fenced); not committing them: messages handed out '
-                    'since the last commit will be redelivered',
-                    _describe(partitions))
-        self._assigned.difference_update(
-            (tp.topic, tp.partition) for tp in partitions)
-        for tp in partitions:
-            self._forget_handed(tp.topic, tp.partition)
-            self._committed.pop((tp.topic, tp.partition), None)
+    def _rewind(self, pending) -> None:
+        ledger = self._ledger
+
+        def rewind(consumer):
+            known = {key: ledger.committed(key) for key in pending}
+            unknown = [TopicPartition(*key) for key, off in known.items()
+                       if off is None]
+            if unknown:
+                for tp in consumer.committed(unknown,
+                                             timeout=self._commit_timeout):
+                    known[(tp.topic, tp.partition)] = tp.offset
+            self._member.drop_buffered(set(pending))
+            for (topic, partition), offset in known.items():
+                if offset is None or offset < 0:
+                    offset = confluent_kafka.OFFSET_BEGINNING
+                consumer.seek(TopicPartition(topic, partition, offset))
+            ledger.forget_handed(pending)
+        try:
+            self._member.call(rewind, self._commit_timeout)
+        except Exception as exc:
+            LOG.error('Kafka consumer could not rewind %s: %s',
+                      ', '.join('%s[%d]' % key for key in pending), exc)
+
+    def _log_once(self, reason, text, *args) -> None:
+        now = time.monotonic()
+        if now - self._logged.get(reason, -_LOG_AGAIN_AFTER) >= \
+                _LOG_AGAIN_AFTER:
+            self._logged[reason] = now
+            LOG.warning(text, *args)
+        else:
+            LOG.debug(text, *args)
 
     # -- flow control -------------------------------------------------------
 
     def assignment(self) -> list[TopicPartition]:
         """The partitions this member owns; safe from any thread."""
-        return [TopicPartition(t, p) for t, p in sorted(self._assigned)]
+        if self._member is None:
+            return []
+        return [TopicPartition(t, p) for t, p in sorted(self._member.assigned)]
 
     def pause(self, partitions: list[TopicPartition] | None = None) -> None:
         """Stop fetching (all assigned partitions by default).
@@ -509,26 +568,25 @@ class KafkaConsumer:
         ``resume()`` they come again, in order.
         """
         self._check_usable()
-        partitions = partitions or self.assignment()
-        paused = {(tp.topic, tp.partition) for tp in partitions}
-        rewind: dict[tuple[str, int], int] = {}
-        kept = []
-        for message in self._buffer:
-            key = (message.topic(), message.partition())
-            if key in paused:
-                rewind.setdefault(key, message.offset())
-            else:
-                kept.append(message)
-        # In place: a running iteration holds this deque.
-        self._buffer.clear()
-        self._buffer.extend(kept)
-        self._consumer.pause(partitions)
-        for (topic, partition), offset in rewind.items():
-            self._consumer.seek(TopicPartition(topic, partition, offset))
+        member = self._join()
+        keys = ({(tp.topic, tp.partition) for tp in partitions} if partitions
+                else set(member.assigned))
+        next_offsets = {key: offset for key, offset in
+                        self._ledger.pending(None, keys).items()}
+        next_offsets.update(
+            {key: self._ledger.committed(key) for key in keys
+             if key not in next_offsets and
+             self._ledger.committed(key) is not None})
+        member.call(lambda consumer: member.pause(keys, next_offsets),
+                    self._commit_timeout)
 
     def resume(self, partitions: list[TopicPartition] | None = None) -> None:
         self._check_usable()
-        self._consumer.resume(partitions or self.assignment())
+        member = self._join()
+        keys = ({(tp.topic, tp.partition) for tp in partitions} if partitions
+                else set(member.assigned))
+        member.call(lambda consumer: member.resume(keys),
+                    self._commit_timeout)
 
     # -- closing ------------------------------------------------------------
 
@@ -548,19 +606,20 @@ class KafkaConsumer:
                 # The parent's: never destroy it here (see config).
                 kafka_config.abandon_inherited(self._consumer)
                 return
-            # Called from another thread while the reader is inside
-            # consume(): let it come out first (poll_timeout at most).
-            deadline = time.monotonic() + timeout
-            while self._reading.is_set() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if self._committer is not None:
-                self._committer.stop()
-            closer = threading.Thread(target=self._consumer.close,
-                                      name='kafka-consumer-close',
-                                      daemon=True)
-            closer.start()
-            closer.join(max(0.0, deadline - time.monotonic()))
-            if closer.is_alive():
+            if self._member is not None:
+                if self._member.thread is threading.current_thread():
+                    raise errors.ConsumerError(
+                        'close() from inside a rebalance would wait for '
+                        'itself')
+                left = self._member.close(timeout)
+            else:
+                closer = threading.Thread(target=self._consumer.close,
+                                          name='kafka-consumer-close',
+                                          daemon=True)
+                closer.start()
+                closer.join(timeout)
+                left = not closer.is_alive()
+            if not left:
                 LOG.warning('Kafka consumer did not leave its group within '
                             '%.1f s; the broker will expire the member',
                             timeout)
@@ -586,41 +645,12 @@ class KafkaConsumer:
                 LOG.exception('Kafka error callback raised')
 
 
-class _Committer:
-    """Runs synchronous commits one after another on a daemon thread.
+class _Transient(Exception):
+    """A commit that did not (all) happen, for a reason that passes."""
 
-    Daemon: a commit stuck waiting for Kafka must not keep the process
-    from exiting.
-    """
-
-    def __init__(self, consumer: confluent_kafka.Consumer):
-        self._consumer = consumer
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=self._run, name='kafka-consumer-commit',
-                         daemon=True).start()
-
-    def submit(self, offsets) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self._jobs.put((future, offsets))
-        return future
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-
-    def _run(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            future, offsets = job
-            future.set_running_or_notify_cancel()
-            try:
-                future.set_result(self._consumer.commit(
-                    offsets=offsets, asynchronous=False))
-            except BaseException as exc:  # handed to the caller
-                future.set_exception(exc)
-
-
-def _describe(partitions) -> str:
-    return ', '.join('%s[%d]' % (tp.topic, tp.partition)
-                     for tp in partitions) or 'none'
+    def __init__(self, reason: str, message: str, partitions: list,
+                 committed: list | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.partitions = partitions
+        self.committed = list(committed or ())

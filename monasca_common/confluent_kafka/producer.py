@@ -33,7 +33,6 @@ import collections
 import collections.abc
 import logging
 import os
-import re
 import threading
 import time
 import typing
@@ -42,6 +41,7 @@ import confluent_kafka
 
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import published
 
 LOG = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ DeliveryCallback = typing.Callable[
 Messages = typing.Union[str, bytes, collections.abc.Sequence]
 
 _getpid = os.getpid
-_LEGAL_TOPIC = re.compile(r'^[a-zA-Z0-9._-]{1,249}$')
 _LEADER_ERRORS = frozenset((
     confluent_kafka.KafkaError.LEADER_NOT_AVAILABLE,
     confluent_kafka.KafkaError.NOT_LEADER_FOR_PARTITION,
@@ -93,7 +92,7 @@ class PublishResult:
 
     __slots__ = ('topic', 'queued', 'not_queued', 'delivered', 'failed',
                  'successes_reported', '_callback', '_sealed', '_complete',
-                 '_event')
+                 '_event', '_unfinished')
 
     def __init__(self, topic: str,
                  callback: DeliveryCallback | None = None,
@@ -109,6 +108,9 @@ class PublishResult:
         self._complete = False
         # Created only for a caller that waits: most never do.
         self._event: threading.Event | None = None
+        # The producer's calls still waiting for reports; this one leaves
+        # it when complete.
+        self._unfinished: dict | None = None
 
     @property
     def reported(self) -> int:
@@ -174,6 +176,8 @@ class PublishResult:
             self._complete = True
             if self._event is not None:
                 self._event.set()
+        if self._unfinished is not None:
+            self._unfinished.pop(self, None)
 
     def __repr__(self) -> str:
         return ('<PublishResult topic=%r queued=%d delivered=%d failed=%d '
@@ -278,11 +282,15 @@ class KafkaProducer:
         self._closed = False
         self._close_lock = threading.Lock()
         self._start()
+        published.register(self)
 
     # -- life cycle ---------------------------------------------------------
 
     def _start(self) -> None:
         self._pid = os.getpid()
+        # Calls whose messages are not all reported yet, oldest first: what
+        # a consumer's commit waits for.
+        self._unfinished: dict[PublishResult, None] = {}
         self._producer = kafka_config.create(confluent_kafka.Producer,
                                              self._config)
         self._stop_polling = threading.Event()
@@ -375,11 +383,32 @@ class KafkaProducer:
                 self._producer.flush(0)
             if self._failure_burst:
                 self._summarise_failures(force=True)
+            published.unregister(self)
             undelivered = self._failed_count - before
             if undelivered:
                 LOG.warning('Kafka producer closed; %d messages were not '
                             'delivered', undelivered)
             return undelivered
+
+    def _await_published(self, deadline: float) -> int:
+        """Wait for the reports of every call queued so far.
+
+        :returns: how many of those messages are still unreported at
+            ``deadline`` (``time.monotonic()``).
+        """
+        if threading.current_thread() is self._poller:
+            # From a delivery callback: those reports wait for this thread.
+            return self._outstanding()
+        if not self._successes_reported:
+            while len(self._producer) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            return len(self._producer)
+        waiting = list(self._unfinished)
+        for result in waiting:
+            if not result.wait(max(0.0, deadline - time.monotonic())):
+                return sum(r.queued - r.reported for r in waiting
+                           if not r.done())
+        return 0
 
     def __enter__(self) -> 'KafkaProducer':
         return self
@@ -470,6 +499,9 @@ class KafkaProducer:
             raise RuntimeError('publish(sync=True) from a delivery callback '
                                'would wait for itself')
 
+        if self._successes_reported:
+            result._unfinished = self._unfinished
+            self._unfinished[result] = None
         unqueued = self._queue(topic, payloads, key, result, timeout)
         queued = len(payloads) - len(unqueued)
         result._seal(queued, len(unqueued))
@@ -509,10 +541,9 @@ class KafkaProducer:
         return payloads
 
     def _check_topic(self, topic) -> None:
-        if not isinstance(topic, str) or not _LEGAL_TOPIC.match(topic):
+        if not kafka_config.legal_topic(topic):
             raise errors.InvalidMessageError(
-                'illegal Kafka topic name %r: 1 to 249 of a-z A-Z 0-9 . _ -'
-                % (topic,))
+                kafka_config.illegal_topic_text(topic))
         self._legal_topics.add(topic)
 
     def _queue(self, topic: str, payloads: list[bytes], key: bytes | None,
@@ -636,6 +667,7 @@ class KafkaProducer:
                     self._down_since = None
             else:
                 self._failed_count += 1
+                published.note_failure()
                 self._note_failure(err, msg)
                 failed.append(FailedMessage(msg.topic(), msg.value(),
                                             msg.key(), err))

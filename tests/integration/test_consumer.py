@@ -110,10 +110,8 @@ def test_commit_never_covers_fetched_but_not_handed(bootstrap_servers,
         take(consumer, 3)
         # librdkafka has fetched far more than 3 by now.
         consumer.commit()
-        committed = consumer._consumer.committed(
-            [kafka.KafkaConsumer.__init__.__globals__['TopicPartition'](
-                topic, 0)], timeout=10)
-        assert committed[0].offset == 3
+        assert waiting.committed_offsets(bootstrap_servers, group_id, topic,
+                                         [0]) == {0: 3}
     finally:
         consumer.close()
 

@@ -1,0 +1,401 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The thread that keeps a consumer a live member of its group.
+
+A service may stop reading for a long time: monasca-notification's retry
+engine sleeps up to 30 s between messages. If rebalances were served only
+while the service reads, the whole group would wait for that member. So
+one thread owns the librdkafka consumer: it polls all the time, serves the
+group's rebalances and fills a buffer the reading thread takes messages
+from.
+
+It is also the only thread that calls librdkafka's consumer: confluent-kafka
+runs calls on one handle one at a time, and a call from another thread
+starves while a thread polls back to back. Everything else (commits,
+pause, seek) is a *job* this thread runs between two polls, or inside a
+revoke callback while it waits.
+
+A revocation is handed to the reading thread, which runs the service's
+repartition callback and commits what it was handed, at a point where it
+holds no message half done: between two messages. The member waits for
+that, bounded by ``revoke_timeout``; past it, the partitions go without a
+commit and what was handed for them will come again to their new owner.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+import typing
+
+import confluent_kafka
+
+LOG = logging.getLogger(__name__)
+
+KafkaError = confluent_kafka.KafkaError
+Key = typing.Tuple[str, int]
+
+# One poll waits at most this long, so a job waits at most this long too.
+_POLL_WAIT = 0.02
+_CHUNK = 500
+# Buffered messages above which fetching is stopped if the reader does not
+# take them within _STALL_AFTER, and below which it resumes.
+_HIGH = 20 * _CHUNK
+_LOW = 4 * _CHUNK
+_STALL_AFTER = 1.0
+_FATAL_CONSUME = frozenset((
+    KafkaError._AUTHENTICATION, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError._INVALID_ARG,
+))
+
+
+class Revocation:
+    """Partitions leaving the assignment; the reading thread serves it."""
+
+    def __init__(self, partitions: list):
+        self.partitions = partitions
+        self.keys = {(tp.topic, tp.partition) for tp in partitions}
+        self.done = threading.Event()
+        #: Set when the member stopped waiting: the partitions are gone.
+        self.abandoned = False
+
+
+class GroupMember:
+    """Owns a librdkafka consumer on a daemon thread.
+
+    :param consumer: the librdkafka consumer, not yet subscribed; its
+        ``on_commit`` must call :meth:`on_commit`.
+    :param topics: what to subscribe to.
+    :param revoke_timeout: longest wait for the reading thread to serve a
+        revocation, in seconds.
+    """
+
+    def __init__(self, consumer: confluent_kafka.Consumer, topics: list,
+                 revoke_timeout: float):
+        self.consumer = consumer
+        self.topics = topics
+        self.revoke_timeout = revoke_timeout
+        #: Messages fetched, not yet taken by the reading thread.
+        self.buffer: collections.deque = collections.deque()
+        #: Revocations for the reading thread, oldest first.
+        self.revocations: collections.deque = collections.deque()
+        #: Guards buffer changes other than popleft, and wakes the reader.
+        self.ready = threading.Condition()
+        #: Partitions owned; kept here so any thread may read it.
+        self.assigned: set[Key] = set()
+        self.fatal: KafkaError | None = None
+        self._jobs: collections.deque = collections.deque()
+        self._wake = threading.Event()
+        self._commits: collections.deque = collections.deque()
+        self._revoking = False
+        self._closing = False
+        self._paused_by_user: set[Key] = set()
+        self._paused_by_stall: set[Key] = set()
+        self._full_since: float | None = None
+        self._stalled = False
+        self._assignment_changed = False
+        self._thread = threading.Thread(target=self._run,
+                                        name='kafka-consumer-member',
+                                        daemon=True)
+        self._thread.start()
+
+    # -- jobs ---------------------------------------------------------------
+
+    def submit(self, job: typing.Callable) -> concurrent.futures.Future:
+        """Run ``job(consumer)`` on the member thread; its result."""
+        return self._submit(lambda consumer, future: future.set_result(
+            job(consumer)))
+
+    def _submit(self, job) -> concurrent.futures.Future:
+        # ``job(consumer, future)`` answers the future, now or later.
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        if threading.current_thread() is self._thread:
+            self._run_job(job, future)
+        else:
+            self._jobs.append((job, future))
+            self._wake.set()
+        return future
+
+    def call(self, job: typing.Callable, timeout: float):
+        """``submit`` and wait up to ``timeout`` for the result."""
+        return self.submit(job).result(timeout)
+
+    def commit(self, offsets: list) -> concurrent.futures.Future:
+        """Commit ``offsets``; the future gets librdkafka's answer.
+
+        Between polls the commit is asynchronous and its answer comes
+        through ``on_commit``; inside a revoke callback, where nothing is
+        polled, it is synchronous.
+        """
+        def job(consumer, future):
+            if self._revoking:
+                future.set_result(consumer.commit(offsets=offsets,
+                                                  asynchronous=False))
+            else:
+                self._commits.append(future)
+                consumer.commit(offsets=offsets, asynchronous=True)
+        return self._submit(job)
+
+    def on_commit(self, err, partitions) -> None:
+        """librdkafka's ``on_commit``: answers commits in sending order."""
+        if not self._commits:
+            return
+        future = self._commits.popleft()
+        if err is not None and err.code() != KafkaError._NO_OFFSET:
+            future.set_exception(confluent_kafka.KafkaException(err))
+        else:
+            future.set_result(partitions)
+
+    def _run_job(self, job, future) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            job(self.consumer, future)
+        except BaseException as exc:  # handed to the caller
+            if not future.done():
+                future.set_exception(exc)
+
+    def _run_jobs(self) -> None:
+        while self._jobs:
+            self._run_job(*self._jobs.popleft())
+
+    # -- flow control (jobs) -------------------------------------------------
+
+    def pause(self, keys: set[Key], next_offsets: dict[Key, int]) -> None:
+        """Stop fetching ``keys``; what is buffered of them comes again.
+
+        Runs on the member thread. ``next_offsets`` gives, per partition,
+        the offset after the last message handed out.
+        """
+        rewind = self.drop_buffered(keys)
+        for key, offset in next_offsets.items():
+            if key in keys:
+                rewind.setdefault(key, offset)
+        self._paused_by_user |= keys
+        self.consumer.pause([confluent_kafka.TopicPartition(*k)
+                             for k in keys])
+        for (topic, partition), offset in rewind.items():
+            self.consumer.seek(confluent_kafka.TopicPartition(
+                topic, partition, offset))
+
+    def resume(self, keys: set[Key]) -> None:
+        self._paused_by_user -= keys
+        keys = keys - self._paused_by_stall
+        if keys:
+            self.consumer.resume([confluent_kafka.TopicPartition(*k)
+                                  for k in keys])
+
+    def drop_buffered(self, keys) -> dict[Key, int]:
+        """Remove buffered messages of ``keys``; their first offsets."""
+        first: dict[Key, int] = {}
+        with self.ready:
+            if not self.buffer:
+                return first
+            kept = []
+            for message in self.buffer:
+                key = (message.topic(), message.partition())
+                if key in keys:
+                    first.setdefault(key, message.offset())
+                else:
+                    kept.append(message)
+            if first:
+                self.buffer.clear()
+                self.buffer.extend(kept)
+        return first
+
+    # -- the loop -----------------------------------------------------------
+
+    def _run(self) -> None:
+        consumer = self.consumer
+        consumer.subscribe(self.topics, on_assign=self._on_assign,
+                           on_revoke=self._on_revoke, on_lost=self._on_lost)
+        buffer = self.buffer
+        while not self._closing:
+            self._run_jobs()
+            if self._too_full():
+                self._wake.wait(_POLL_WAIT)
+                self._wake.clear()
+                continue
+            try:
+                first = consumer.poll(_POLL_WAIT)
+                if first is None:
+                    continue
+                messages = [first]
+                messages.extend(consumer.consume(_CHUNK - 1, 0))
+            except Exception:
+                LOG.exception('Kafka consumer: unexpected error while '
+                              'fetching')
+                time.sleep(_POLL_WAIT)
+                continue
+            good = [m for m in messages if m.error() is None]
+            if len(good) != len(messages):
+                for message in messages:
+                    if message.error() is not None:
+                        self._on_message_error(message.error())
+            if self._assignment_changed:
+                # A rebalance ran inside this poll: messages fetched
+                # before it for partitions now gone must not be handed.
+                self._assignment_changed = False
+                assigned = self.assigned
+                good = [m for m in good
+                        if (m.topic(), m.partition()) in assigned]
+            if good:
+                with self.ready:
+                    buffer.extend(good)
+                    self.ready.notify_all()
+        self._run_jobs()
+
+    def _too_full(self) -> bool:
+        """Whether to skip polling; stops fetching on a real stall.
+
+        A reader that keeps up takes a full buffer within moments; one that
+        does not (a service busy or asleep) must still have its rebalances
+        served, so fetching stops and polling goes on.
+        """
+        size = len(self.buffer)
+        if size < _HIGH:
+            self._full_since = None
+            if self._stalled and size <= _LOW:
+                self._stalled = False
+                keys = (self._paused_by_stall & self.assigned) - \
+                    self._paused_by_user
+                self._paused_by_stall = set()
+                if keys:
+                    self.consumer.resume([confluent_kafka.TopicPartition(*k)
+                                          for k in keys])
+            return False
+        if self._stalled:
+            return False
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = now
+        if now - self._full_since < _STALL_AFTER:
+            return True
+        self._stalled = True
+        self._paused_by_stall = self.assigned - self._paused_by_user
+        if self._paused_by_stall:
+            self.consumer.pause([confluent_kafka.TopicPartition(*k)
+                                 for k in self._paused_by_stall])
+        return False
+
+    def _on_message_error(self, err: KafkaError) -> None:
+        code = err.code()
+        if code == KafkaError._PARTITION_EOF:
+            return
+        if err.fatal() or code in _FATAL_CONSUME:
+            LOG.error('Kafka consumer fatal error: %s', err.str())
+            self.fatal = err
+            with self.ready:
+                self.ready.notify_all()
+            return
+        # The broker going away, a topic not there yet, a leader moving:
+        # librdkafka retries by itself.
+        LOG.warning('Kafka consumer: %s (retrying)', err.str())
+
+    # -- rebalancing --------------------------------------------------------
+
+    def _on_assign(self, consumer, partitions) -> None:
+        self.assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._assignment_changed = True
+        if self._stalled:
+            # Fetching is stopped for everything else too.
+            consumer.pause(partitions)
+            self._paused_by_stall.update((tp.topic, tp.partition)
+                                         for tp in partitions)
+        LOG.info('Kafka consumer assigned %s', describe(partitions))
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        self._assignment_changed = True
+        revocation = Revocation(partitions)
+        if self._closing:
+            self._release(revocation)
+            LOG.info('Kafka consumer closing; released %s without '
+                     'committing', describe(partitions))
+            return
+        LOG.info('Kafka consumer: partitions revoked %s',
+                 describe(partitions))
+        self._revoking = True
+        try:
+            with self.ready:
+                self.revocations.append(revocation)
+                self.ready.notify_all()
+            deadline = time.monotonic() + self.revoke_timeout
+            while not revocation.done.is_set():
+                self._run_jobs()
+                if self._closing:
+                    break
+                if time.monotonic() >= deadline:
+                    LOG.warning(
+                        'Kafka consumer: the reading thread did not come '
+                        'back within %.0f s to release %s; they go without '
+                        'a commit and what it was handed of them will '
+                        'come again to their new owner',
+                        self.revoke_timeout, describe(partitions))
+                    break
+                self._wake.wait(_POLL_WAIT)
+                self._wake.clear()
+            self._run_jobs()
+        finally:
+            self._revoking = False
+        self._release(revocation)
+
+    def _on_lost(self, consumer, partitions) -> None:
+        LOG.warning('Kafka consumer lost partitions %s (session timed out '
+                    'or fenced); not committing them: messages handed out '
+                    'since the last commit will be redelivered',
+                    describe(partitions))
+        self._assignment_changed = True
+        revocation = Revocation(partitions)
+        self._release(revocation)
+        with self.ready:
+            self.revocations.append(revocation)
+            self.ready.notify_all()
+
+    def _release(self, revocation: Revocation) -> None:
+        if not revocation.done.is_set():
+            revocation.abandoned = True
+        self.assigned.difference_update(revocation.keys)
+        self._paused_by_user -= revocation.keys
+        self._paused_by_stall -= revocation.keys
+
+    # -- closing ------------------------------------------------------------
+
+    def close(self, timeout: float) -> bool:
+        """Leave the group; False if that took longer than ``timeout``."""
+        self._closing = True
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        closer = threading.Thread(target=self.consumer.close,
+                                  name='kafka-consumer-close', daemon=True)
+        closer.start()
+        closer.join(max(0.0, deadline - time.monotonic()))
+        return not closer.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+
+def describe(partitions) -> str:
+    return ', '.join('%s[%d]' % (tp.topic, tp.partition)
+                     for tp in partitions) or 'none'
