@@ -222,8 +222,13 @@ class KafkaConsumer:
     def _join(self) -> group_member.GroupMember:
         if self._member is None:
             self._member = group_member.GroupMember(
-                self._consumer, self._topics, self._revoke_timeout)
+                self._consumer, self._topics, self._revoke_timeout,
+                self._needs_reader)
         return self._member
+
+    def _needs_reader(self, keys) -> bool:
+        return (self._repartition_callback is not None or
+                bool(self._ledger.pending(None, keys)))
 
     def _on_commit(self, err, partitions) -> None:
         if self._member is not None:

@@ -25,11 +25,14 @@ starves while a thread polls back to back. Everything else (commits,
 pause, seek) is a *job* this thread runs between two polls, or inside a
 revoke callback while it waits.
 
-A revocation is handed to the reading thread, which runs the service's
-repartition callback and commits what it was handed, at a point where it
-holds no message half done: between two messages. The member waits for
-that, bounded by ``revoke_timeout``; past it, the partitions go without a
-commit and what was handed for them will come again to their new owner.
+A revocation that needs the reading thread (the service has a repartition
+callback, or holds messages of those partitions it has not committed) is
+handed to it: it runs the callback and commits what it was handed, at a
+point where it holds no message half done, between two messages. The
+member waits for that, bounded by ``revoke_timeout``; past it, the
+partitions go without a commit and what was handed for them will come
+again to their new owner. Any other revocation is done at once, so a
+member that sleeps holds up only partitions it is in the middle of.
 """
 
 from __future__ import annotations
@@ -81,13 +84,17 @@ class GroupMember:
     :param topics: what to subscribe to.
     :param revoke_timeout: longest wait for the reading thread to serve a
         revocation, in seconds.
+    :param needs_reader: ``needs_reader(keys)``: whether revoking these
+        (topic, partition) keys needs the reading thread.
     """
 
     def __init__(self, consumer: confluent_kafka.Consumer, topics: list,
-                 revoke_timeout: float):
+                 revoke_timeout: float,
+                 needs_reader: typing.Callable[[set], bool]):
         self.consumer = consumer
         self.topics = topics
         self.revoke_timeout = revoke_timeout
+        self._needs_reader = needs_reader
         #: Messages fetched, not yet taken by the reading thread.
         self.buffer: collections.deque = collections.deque()
         #: Revocations for the reading thread, oldest first.
@@ -327,6 +334,15 @@ class GroupMember:
             return
         LOG.info('Kafka consumer: partitions revoked %s',
                  describe(partitions))
+        if not self._needs_reader(revocation.keys):
+            # Nothing handed of them waits for a commit: let them go now.
+            # The reading thread still forgets them at its next turn.
+            self.drop_buffered(revocation.keys)
+            self._release(revocation)
+            with self.ready:
+                self.revocations.append(revocation)
+                self.ready.notify_all()
+            return
         self._revoking = True
         try:
             with self.ready:
@@ -366,6 +382,7 @@ class GroupMember:
 
     def _release(self, revocation: Revocation) -> None:
         if not revocation.done.is_set():
+            # Gone without the reading thread: it must not commit them.
             revocation.abandoned = True
         self.assigned.difference_update(revocation.keys)
         self._paused_by_user -= revocation.keys
