@@ -25,6 +25,7 @@ import collections.abc
 import logging
 import math
 import re
+import threading
 import typing
 
 import confluent_kafka
@@ -151,21 +152,26 @@ def illegal_topic_text(name) -> str:
             'and not "." or ".."' % (name,))
 
 
+# threading refuses waits beyond TIMEOUT_MAX; a year is forever enough.
+_LONGEST_WAIT = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)
+
+
 def check_timeout(name: str, value, zero: bool = False) -> float:
     """A timeout in seconds: a finite number, positive (or 0 if allowed).
 
     Negative values mean "forever" to librdkafka and NaN compares false
-    with everything: both are refused here, with the argument's name.
+    with everything: both are refused here, with the argument's name. An
+    infinite or huge value waits as long as a thread can wait.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise errors.ConfigurationError(
             '%s must be a number of seconds, got %r' % (name, value))
     value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+    if math.isnan(value) or value < 0 or (value == 0 and not zero):
         raise errors.ConfigurationError(
-            '%s must be a finite number of seconds %s, got %r'
+            '%s must be a number of seconds %s, got %r'
             % (name, '>= 0' if zero else '> 0', value))
-    return value
+    return min(value, _LONGEST_WAIT)
 
 
 def check_group_id(group_id) -> str:

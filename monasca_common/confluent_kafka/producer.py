@@ -343,8 +343,14 @@ class KafkaProducer:
         """Wait until everything queued is delivered or failed.
 
         :returns: the number of messages still undelivered (0 when done).
+        :raises RuntimeError: called from a delivery callback, whose
+            thread serves the reports it would wait for.
         """
         self._check_usable()
+        self._refuse_in_callback('flush()')
+        if timeout is not None:
+            timeout = kafka_config.check_timeout('timeout', timeout,
+                                                 zero=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = self._outstanding()
@@ -364,6 +370,8 @@ class KafkaProducer:
 
         :returns: the number of messages not delivered.
         """
+        timeout = kafka_config.check_timeout('timeout', timeout, zero=True)
+        self._refuse_in_callback('close()')
         with self._close_lock:
             if self._closed:
                 return 0
@@ -389,6 +397,12 @@ class KafkaProducer:
                 LOG.warning('Kafka producer closed; %d messages were not '
                             'delivered', undelivered)
             return undelivered
+
+    def _refuse_in_callback(self, what: str) -> None:
+        if threading.current_thread() is self._poller:
+            raise RuntimeError('%s from a delivery callback would wait for '
+                               'itself: the callback runs on the thread '
+                               'that serves the reports' % what)
 
     def _await_published(self, deadline: float) -> int:
         """Wait for the reports of every call queued so far.
@@ -475,6 +489,9 @@ class KafkaProducer:
             self._check_topic(topic)
         if timeout is None:
             timeout = self.block_timeout
+        elif timeout.__class__ is not float or not 0 < timeout < 1e9:
+            timeout = kafka_config.check_timeout('timeout', timeout,
+                                                 zero=not sync)
         result = PublishResult(topic, callback, self._successes_reported)
         if not messages:
             result._seal(0, 0)

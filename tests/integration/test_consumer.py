@@ -332,3 +332,29 @@ def test_backlog_is_read_without_fetch_pauses(bootstrap_servers, topic,
     # A scheduling hiccup on a busy machine may make one; ten would be
     # the backoff.
     assert len(pauses) < 3, pauses
+
+
+def test_consume_batch_commit_callback_covers_only_what_caller_has(
+        bootstrap_servers, topic, group_id):
+    produce(bootstrap_servers, topic, ['m%d' % i for i in range(300)])
+    received = []
+    commits = []
+
+    def flush_batch():
+        # The persister writes what it holds, then commits.
+        for tp in consumer.commit():
+            commits.append((tp.offset, len(received)))
+
+    consumer = new_consumer(bootstrap_servers, group_id, topic,
+                            commit_callback=flush_batch,
+                            max_commit_interval=0.01)
+    try:
+        while len(received) < 300:
+            received.extend(consumer.consume_batch(50, 5.0))
+            # Writing the batch takes longer than the commit interval.
+            time.sleep(0.02)
+    finally:
+        consumer.close()
+    assert commits
+    # Never a commit past the messages the caller had been given.
+    assert all(offset <= had for offset, had in commits), commits

@@ -89,7 +89,49 @@ def test_empty_group_id_is_an_error_not_an_abort():
     assert out.stdout.count('refused group_id must be a non-empty') == 3
 
 
-@pytest.mark.parametrize('topic', ['', 'has space', 'a' * 250, 'ü', None])
+def test_group_id_given_as_a_property_is_checked_too():
+    code = ('from monasca_common import kafka\n'
+            'for g in ("", "   "):\n'
+            '    try:\n'
+            '        kafka.KafkaConsumer("127.0.0.1:9", "g", "t",\n'
+            '                            **{"group.id": g})\n'
+            '    except kafka.ConfigurationError as e:\n'
+            '        print("refused", e)\n')
+    out = run_python(code)
+    assert out.stdout.count('refused group_id must be a non-empty') == 2
+
+
+@pytest.mark.parametrize('kwargs', [
+    {'poll_timeout': -1}, {'poll_timeout': 0},
+    {'poll_timeout': float('nan')}, {'commit_timeout': -1},
+    {'commit_errors': 'ignore'}, {'enable.auto.commit': True},
+    {'on_commit': print}])
+def test_consumer_arguments_are_checked(kwargs):
+    with pytest.raises(kafka.ConfigurationError):
+        kafka.KafkaConsumer('127.0.0.1:9', 'g', 't', **kwargs)
+
+
+@pytest.mark.parametrize('timeout', [-1, float('nan'), 'soon'])
+def test_consume_batch_timeout_is_checked(timeout):
+    consumer = kafka.KafkaConsumer('127.0.0.1:9', 'g', 't')
+    try:
+        with pytest.raises(kafka.ConfigurationError, match='timeout'):
+            consumer.consume_batch(10, timeout)
+    finally:
+        consumer.close(1)
+
+
+def test_stop_before_iterating_ends_the_iteration_at_once():
+    consumer = kafka.KafkaConsumer('127.0.0.1:9', 'g', 't')
+    try:
+        consumer.stop()
+        assert list(consumer) == []
+    finally:
+        consumer.close(1)
+
+
+@pytest.mark.parametrize('topic', ['', 'has space', 'a' * 250, 'ü', None,
+                                   '.', '..'])
 def test_illegal_topic_names(topic):
     with pytest.raises(kafka.ConfigurationError, match='topic'):
         kafka.KafkaConsumer('127.0.0.1:9', 'g', topic)
@@ -190,3 +232,39 @@ def test_options_listed_for_the_generator():
     assert 'kafka_url' in groups['kafka_healthcheck']
     # Never the services' own [kafka] group: no clash possible.
     assert 'kafka' not in groups
+
+
+@pytest.mark.parametrize('timeout, sync', [
+    (-1, False), (float('nan'), False), (0, True), (-1, True),
+    ('10', False)])
+def test_publish_timeout_is_checked_before_queueing(timeout, sync):
+    with kafka.KafkaProducer('127.0.0.1:9') as producer:
+        with pytest.raises(kafka.ConfigurationError, match='timeout'):
+            producer.publish('t', 'x', timeout=timeout, sync=sync)
+        assert len(producer) == 0
+
+
+def test_huge_and_infinite_timeouts_mean_wait_long(mock_cluster):
+    with kafka.KafkaProducer(mock_cluster) as producer:
+        for timeout in (float('inf'), 1e12):
+            result = producer.publish('t', 'x', timeout=timeout, sync=True)
+            assert result.delivered == 1
+
+
+def test_flush_and_close_refused_inside_a_delivery_callback(mock_cluster):
+    refused = []
+
+    def callback(err, msg):
+        for call in (producer.flush, producer.close):
+            try:
+                call(1)
+            except RuntimeError as exc:
+                refused.append(str(exc))
+
+    producer = kafka.KafkaProducer(mock_cluster)
+    try:
+        producer.publish('t', 'x', callback=callback, sync=True)
+    finally:
+        assert producer.close(5) == 0
+    assert len(refused) == 2
+    assert all('delivery callback' in text for text in refused)
