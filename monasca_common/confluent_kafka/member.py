@@ -51,8 +51,12 @@ LOG = logging.getLogger(__name__)
 KafkaError = confluent_kafka.KafkaError
 Key = typing.Tuple[str, int]
 
-# One poll waits at most this long, so a job waits at most this long too.
-_POLL_WAIT = 0.02
+# One poll waits at most this long, so a job waits at most this long too:
+# briefly while messages come and commits are made (a service committing
+# each message waits for every one), longer when all is quiet.
+_POLL_WAIT = 0.05
+_POLL_WAIT_ACTIVE = 0.002
+_ACTIVE_FOR = 1.0
 _CHUNK = 500
 # Buffered messages above which fetching is stopped if the reader does not
 # take them within _STALL_AFTER, and below which it resumes.
@@ -113,6 +117,7 @@ class GroupMember:
         self._paused_by_stall: set[Key] = set()
         self._full_since: float | None = None
         self._stalled = False
+        self._active = 0.0
         self._assignment_changed = False
         self._thread = threading.Thread(target=self._run,
                                         name='kafka-consumer-member',
@@ -132,6 +137,7 @@ class GroupMember:
         if threading.current_thread() is self._thread:
             self._run_job(job, future)
         else:
+            self._active = time.monotonic()
             self._jobs.append((job, future))
             self._wake.set()
         return future
@@ -233,11 +239,14 @@ class GroupMember:
         while not self._closing:
             self._run_jobs()
             if self._too_full():
-                self._wake.wait(_POLL_WAIT)
+                self._wake.wait(_POLL_WAIT_ACTIVE)
                 self._wake.clear()
                 continue
             try:
-                first = consumer.poll(_POLL_WAIT)
+                first = consumer.poll(
+                    _POLL_WAIT_ACTIVE if self._commits or
+                    time.monotonic() - self._active < _ACTIVE_FOR
+                    else _POLL_WAIT)
                 if first is None:
                     continue
                 messages = [first]
@@ -260,6 +269,7 @@ class GroupMember:
                 good = [m for m in good
                         if (m.topic(), m.partition()) in assigned]
             if good:
+                self._active = time.monotonic()
                 with self.ready:
                     buffer.extend(good)
                     self.ready.notify_all()
@@ -273,7 +283,9 @@ class GroupMember:
         served, so fetching stops and polling goes on.
         """
         size = len(self.buffer)
-        if size < _HIGH:
+        if size < _HIGH or self._commits:
+            # A commit's answer queues behind the messages librdkafka
+            # fetched before it: polling goes on until it comes.
             self._full_since = None
             if self._stalled and size <= _LOW:
                 self._stalled = False
