@@ -436,12 +436,12 @@ class KafkaConsumer:
         if self._deliver_before_commit:
             self._await_outputs(pending, deadline, revoking)
         offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
-        future = member.commit(offsets)
+        future = member.commit(offsets, asynchronous)
         if asynchronous:
             future.add_done_callback(self._record_async)
             return offsets
         try:
-            result = self._wait_commit(future, deadline, revoking)
+            result = self._wait_commit(future, deadline)
         except confluent_kafka.KafkaException as exc:
             err = exc.args[0]
             if err.code() == KafkaError._NO_OFFSET:
@@ -460,23 +460,14 @@ class KafkaConsumer:
                  for tp in offsets]) from None
         return self._record(result)
 
-    def _wait_commit(self, future, deadline, revoking):
-        member = self._member
-        while True:
-            try:
-                return future.result(
-                    max(0.0, min(0.05, deadline - time.monotonic())))
-            except concurrent.futures.TimeoutError:
-                pass
-            # The member waits in a revoke callback for this thread, and
-            # can not serve the answer meanwhile: the revoke will commit.
-            interrupted = member.revocations and not revoking
-            if interrupted or time.monotonic() >= deadline:
-                raise confluent_kafka.KafkaException(KafkaError(
-                    KafkaError._TIMED_OUT,
-                    'interrupted by a rebalance' if interrupted else
-                    'Kafka did not answer within %.1f s (commit_timeout); '
-                    'it may still land' % self._commit_timeout)) from None
+    def _wait_commit(self, future, deadline):
+        try:
+            return future.result(max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            raise confluent_kafka.KafkaException(KafkaError(
+                KafkaError._TIMED_OUT,
+                'Kafka did not answer within %.1f s (commit_timeout); it '
+                'may still land' % self._commit_timeout)) from None
 
     def _record(self, result) -> list[TopicPartition]:
         done = [tp for tp in result if tp.error is None]

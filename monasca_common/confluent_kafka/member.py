@@ -146,20 +146,24 @@ class GroupMember:
         """``submit`` and wait up to ``timeout`` for the result."""
         return self.submit(job).result(timeout)
 
-    def commit(self, offsets: list) -> concurrent.futures.Future:
+    def commit(self, offsets: list,
+               asynchronous: bool = False) -> concurrent.futures.Future:
         """Commit ``offsets``; the future gets librdkafka's answer.
 
-        Between polls the commit is asynchronous and its answer comes
-        through ``on_commit``; inside a revoke callback, where nothing is
-        polled, it is synchronous.
+        Synchronous on the member thread: an asynchronous commit's answer
+        queues behind every message librdkafka fetched before it, and a
+        service catching up a backlog would wait for all of them. Without
+        a coordinator the member waits with it (there is nothing to fetch
+        or rebalance then); the caller waits at most its own deadline.
+        With ``asynchronous`` the answer comes through ``on_commit``.
         """
         def job(consumer, future):
-            if self._revoking:
-                future.set_result(consumer.commit(offsets=offsets,
-                                                  asynchronous=False))
-            else:
+            if asynchronous and not self._revoking:
                 self._commits.append(future)
                 consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                future.set_result(consumer.commit(offsets=offsets,
+                                                  asynchronous=False))
         return self._submit(job)
 
     def on_commit(self, err, partitions) -> None:

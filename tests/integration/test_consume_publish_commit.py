@@ -183,7 +183,7 @@ class FailingOnce:
         self.member = member
         self.code = code
 
-    def __call__(self, offsets):
+    def __call__(self, offsets, asynchronous=False):
         del self.member.commit
         failed = concurrent.futures.Future()
         failed.set_exception(confluent_kafka.KafkaException(
