@@ -36,6 +36,7 @@ import os
 import threading
 import time
 import typing
+import weakref
 
 import confluent_kafka
 
@@ -188,10 +189,32 @@ class PublishResult:
 def _call_safely(callback, *args) -> None:
     try:
         callback(*args)
-    except Exception:
-        # A user callback must neither stop the poller nor surface in an
+    except BaseException:
+        # A user callback must neither stop the poller (SystemExit
+        # included: it would end only that thread) nor surface in an
         # unrelated later call.
         LOG.exception('Kafka delivery callback %r raised', callback)
+
+
+def _forward_error(owner_ref, err) -> None:
+    owner = owner_ref()
+    if owner is not None:
+        owner._on_client_error(err)
+
+
+def _int_property(config: dict, name: str, default: int) -> int:
+    try:
+        return int(config.get(name, default))
+    except (TypeError, ValueError):
+        raise errors.ConfigurationError(
+            'invalid Kafka client configuration: %s must be an integer, '
+            'got %r' % (name, config[name])) from None
+
+
+# librdkafka's per-message overhead within message.max.bytes (record
+# headers of the v2 format): a value of exactly message.max.bytes is
+# refused by produce(), so it is refused here, before the call queues any.
+_MESSAGE_OVERHEAD = 36
 
 
 def _encode_value(value, position: int) -> bytes:
@@ -213,6 +236,19 @@ def _encode_key(key) -> bytes | None:
         return str(key).encode('ascii')
     raise TypeError('message key is %s; keys must be str, bytes or int'
                     % type(key).__name__)
+
+
+def _serve_reports(owner_ref, handle, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            served = handle.poll(_POLL_INTERVAL)
+            owner = owner_ref()
+            if owner is None:
+                return
+            owner._after_poll(served)
+            del owner
+        except Exception:
+            LOG.exception('Kafka producer poller: unexpected error')
 
 
 class KafkaProducer:
@@ -263,10 +299,12 @@ class KafkaProducer:
         self._successes_reported = delivery_reports == 'all'
         if not self._successes_reported:
             self._config['delivery.report.only.error'] = True
-        self._config['error_cb'] = self._on_client_error
-        self._max_bytes = int(self._config.get('message.max.bytes', 1000000))
-        self._max_messages = int(self._config.get(
-            'queue.buffering.max.messages', 100000))
+        owner = weakref.ref(self)
+        self._config['error_cb'] = lambda err: _forward_error(owner, err)
+        self._max_bytes = _int_property(self._config, 'message.max.bytes',
+                                        1000000)
+        self._max_messages = _int_property(
+            self._config, 'queue.buffering.max.messages', 100000)
         self._delivery_callback = delivery_callback
         self._unavailable_after = unavailable_after
         self.block_timeout = block_timeout
@@ -280,6 +318,8 @@ class KafkaProducer:
         self._last_queue_full_log = -_FAILURE_SUMMARY_INTERVAL
         self._down_since: float | None = None
         self._closed = False
+        self._closing = False
+        self._publishing = 0
         self._close_lock = threading.Lock()
         self._start()
         published.register(self)
@@ -296,8 +336,12 @@ class KafkaProducer:
         self._stop_polling = threading.Event()
         self._room = threading.Event()
         self._room_wanted = False
+        # The thread holds the producer weakly: one dropped without close()
+        # goes, thread and librdkafka handle with it, once every message
+        # it queued is reported (until then its reports hold it).
         self._poller = threading.Thread(
-            target=self._serve_reports, name='kafka-producer-poller',
+            target=_serve_reports, name='kafka-producer-poller',
+            args=(weakref.ref(self), self._producer, self._stop_polling),
             daemon=True)
         self._poller.start()
 
@@ -315,19 +359,14 @@ class KafkaProducer:
             self._down_since = None
             self._start()
 
-    def _serve_reports(self) -> None:
-        producer = self._producer
-        while not self._stop_polling.is_set():
-            try:
-                if producer.poll(_POLL_INTERVAL) and self._room_wanted:
-                    self._room_wanted = False
-                    self._room.set()
-                if self._down_since is not None:
-                    self._probe_brokers()
-                if self._failure_burst:
-                    self._summarise_failures()
-            except Exception:
-                LOG.exception('Kafka producer poller: unexpected error')
+    def _after_poll(self, served: int) -> None:
+        if served and self._room_wanted:
+            self._room_wanted = False
+            self._room.set()
+        if self._down_since is not None:
+            self._probe_brokers()
+        if self._failure_burst:
+            self._summarise_failures()
 
     def _probe_brokers(self) -> None:
         # librdkafka says when all brokers went down, never when one came
@@ -378,6 +417,15 @@ class KafkaProducer:
             if self._pid != os.getpid():
                 self._closed = True
                 return 0
+            deadline = time.monotonic() + timeout
+            with self._count_lock:
+                self._closing = True
+            # A publish waiting for room gives up now (its caller learns
+            # which messages were not queued); one queueing finishes.
+            self._room.set()
+            while self._publishing and time.monotonic() < deadline:
+                time.sleep(0.005)
+            timeout = max(0.0, deadline - time.monotonic())
             before = self._failed_count
             self.flush(timeout)
             self._closed = True
@@ -483,8 +531,9 @@ class KafkaProducer:
         if self._closed or self._pid != _getpid():
             self._check_usable()
         if type(messages) is not list:
-            messages = (list(messages) if isinstance(messages, tuple)
-                        else [messages])
+            messages = (list(messages) if isinstance(
+                messages, collections.abc.Sequence) and not isinstance(
+                    messages, (str, bytes, bytearray)) else [messages])
         if topic not in self._legal_topics:
             self._check_topic(topic)
         if timeout is None:
@@ -516,18 +565,32 @@ class KafkaProducer:
             raise RuntimeError('publish(sync=True) from a delivery callback '
                                'would wait for itself')
 
-        if self._successes_reported:
-            result._unfinished = self._unfinished
-            self._unfinished[result] = None
-        unqueued = self._queue(topic, payloads, key, result, timeout)
-        queued = len(payloads) - len(unqueued)
-        result._seal(queued, len(unqueued))
-        self._count_queued(queued)
+        with self._count_lock:
+            if self._closing:
+                raise errors.ClientClosedError('the Kafka producer is '
+                                               'closing')
+            # close() waits for calls queueing now, so it flushes and
+            # reports their messages too.
+            self._publishing += 1
+        try:
+            if self._successes_reported:
+                result._unfinished = self._unfinished
+                self._unfinished[result] = None
+            unqueued = self._queue(topic, payloads, key, result, timeout)
+            queued = len(payloads) - len(unqueued)
+            result._seal(queued, len(unqueued))
+            self._count_queued(queued)
+        finally:
+            with self._count_lock:
+                self._publishing -= 1
         if unqueued:
             raise errors.QueueFullError(
-                'Kafka producer queue full for %.1f s: %d of %d messages to '
-                'topic %r not queued (exc.failed lists them)'
-                % (timeout, len(unqueued), len(payloads), topic),
+                '%s: %d of %d messages to topic %r not queued (exc.failed '
+                'lists them)' % (
+                    'Kafka producer closed while the queue was full'
+                    if self._closing else
+                    'Kafka producer queue full for %.1f s' % timeout,
+                    len(unqueued), len(payloads), topic),
                 failed=[FailedMessage(topic, p, key, _QUEUE_FULL)
                         for p in unqueued],
                 not_queued=len(unqueued))
@@ -547,14 +610,23 @@ class KafkaProducer:
                 append(message.encode('utf-8'))
             else:
                 append(_encode_value(message, len(payloads)))
-        limit = self._max_bytes - (len(key) if key else 0)
+        key_size = len(key) if key else 0
+        limit = self._max_bytes - _MESSAGE_OVERHEAD - key_size
+        if limit < 0:
+            raise errors.InvalidMessageError(
+                'the message key is %d bytes, over the producer limit '
+                'message.max.bytes=%d; nothing of the call was queued'
+                % (key_size, self._max_bytes))
         if max(map(len, payloads)) > limit:
             position, payload = next((i, p) for i, p in enumerate(payloads)
                                      if len(p) > limit)
             raise errors.InvalidMessageError(
-                'message %d of the publish call is %d bytes, over the '
-                'producer limit message.max.bytes=%d; nothing of the call '
-                'was queued' % (position, len(payload), self._max_bytes))
+                'message %d of the publish call is %d bytes%s, over the '
+                'producer limit message.max.bytes=%d (%d bytes of each '
+                'message are librdkafka\'s); nothing of the call was queued'
+                % (position, len(payload),
+                   ' with a %d-byte key' % key_size if key_size else '',
+                   self._max_bytes, _MESSAGE_OVERHEAD))
         return payloads
 
     def _check_topic(self, topic) -> None:
@@ -641,7 +713,7 @@ class KafkaProducer:
     def _wait_for_room(self, deadline: float) -> bool:
         """Wait a moment for room in the queue; False past ``deadline``."""
         now = time.monotonic()
-        if now >= deadline:
+        if now >= deadline or self._closing:
             return False
         if now - self._last_queue_full_log >= _FAILURE_SUMMARY_INTERVAL:
             self._last_queue_full_log = now
