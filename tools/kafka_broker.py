@@ -40,6 +40,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -185,7 +186,12 @@ class BrokerNode:
             self.process = subprocess.Popen(
                 self.cluster.java_command('kafka.Kafka') + [str(config)],
                 stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                stdin=subprocess.DEVNULL,
+                # The kernel ties the parent-death signal to the *thread*
+                # that forked: a broker restarted from a helper thread
+                # would die with that thread.
+                preexec_fn=(_die_with_parent if threading.current_thread()
+                            is threading.main_thread() else None))
         finally:
             log.close()
 

@@ -80,10 +80,20 @@ def redacted(config: collections.abc.Mapping) -> dict:
 
 
 def scrub(text: str, config: collections.abc.Mapping) -> str:
-    """Remove the secret values of ``config`` from ``text``."""
+    """Remove the secret values of ``config`` from ``text``.
+
+    librdkafka quotes the values it names. A secret is replaced where it
+    stands quoted, and anywhere only when it is long enough not to be a
+    piece of ordinary words: masking "lid" inside "Invalid" would tell it.
+    """
     for key, value in config.items():
         if is_secret(key) and value not in (None, ''):
-            text = text.replace(str(value), '*****')
+            value = str(value)
+            for quote in ('"', "'"):
+                text = text.replace(quote + value + quote,
+                                    quote + '*****' + quote)
+            if len(value) >= 8:
+                text = text.replace(value, '*****')
     return text
 
 

@@ -430,7 +430,15 @@ class KafkaProducer:
             self.flush(timeout)
             self._closed = True
             self._stop_polling.set()
-            self._poller.join()
+            # A slow delivery callback may hold the poller: wait for it only
+            # as long as the deadline allows.
+            self._poller.join(max(0.0, deadline - time.monotonic()) + 0.1)
+            if self._poller.is_alive():
+                LOG.warning('Kafka producer closed while a delivery '
+                            'callback was still running; %d messages '
+                            'unreported', max(0, self._outstanding()))
+                published.unregister(self)
+                return max(0, self._outstanding())
             if self._outstanding() > 0:
                 self._producer.purge(in_queue=True, in_flight=True)
                 # Purged messages' reports are ready at once; serve them

@@ -12,6 +12,7 @@
 
 """The broker tool the test suite stands on."""
 
+import threading
 import uuid
 
 import pytest
@@ -35,3 +36,15 @@ def test_storage_formats_with_a_cluster_id_that_begins_with_a_dash(
     node.format(cluster_id)
     meta = (node.dir / 'data' / 'meta.properties').read_text()
     assert 'cluster.id=%s\n' % cluster_id in meta
+
+
+def test_a_broker_restarted_from_a_helper_thread_outlives_it(
+        controllable_kafka):
+    node = controllable_kafka.nodes[0]
+    node.kill()
+    helper = threading.Thread(target=node.start)
+    helper.start()
+    helper.join(60)
+    # The helper thread is gone; the broker must still come up and stay.
+    controllable_kafka.wait_ready()
+    assert node.running()

@@ -109,3 +109,27 @@ def test_system_exit_in_a_callback_does_not_stop_the_poller(mock_cluster,
         # The poller still serves reports.
         assert producer.publish('t', b'y', sync=True, timeout=10).delivered
     assert 'raised' in caplog.text
+
+
+def test_close_keeps_its_deadline_with_a_slow_callback(mock_cluster):
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(err, msg):
+        entered.set()
+        release.wait(30)
+
+    producer = kafka.KafkaProducer(mock_cluster)
+    producer.publish('t', b'x', callback=slow)
+    assert entered.wait(10), 'the callback never ran'
+    started = time.monotonic()
+    producer.close(1)
+    assert time.monotonic() - started < 3
+    release.set()
+
+
+def test_a_short_secret_is_not_revealed_by_its_mask():
+    from monasca_common.confluent_kafka import config
+    text = 'Invalid value "lid" for configuration property "sasl.password"'
+    scrubbed = config.scrub(text, {'sasl.password': 'lid'})
+    assert scrubbed == ('Invalid value "*****" for configuration property '
+                        '"sasl.password"')
