@@ -50,6 +50,11 @@ PRODUCER_DEFAULTS: dict[str, typing.Any] = {
     # or a leader election and matches the Java client's delivery timeout.
     'message.timeout.ms': 120000,
     'compression.type': 'none',
+    # librdkafka holds messages for a topic the broker says does not exist
+    # for 30 s, in case it is being created; a call to a misspelt topic
+    # then waits out a sync publish's whole timeout. Creation propagates
+    # within a second or two.
+    'topic.metadata.propagation.max.ms': 5000,
 }
 
 CONSUMER_DEFAULTS: dict[str, typing.Any] = {

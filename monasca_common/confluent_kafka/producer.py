@@ -273,9 +273,11 @@ class KafkaProducer:
     :param config: librdkafka properties, checked now. Defaults:
         ``enable.idempotence=true`` (so ``acks=all``), ``linger.ms=5``,
         ``batch.num.messages=10000``, ``message.timeout.ms=120000``,
-        ``compression.type=none``; ``queue.buffering.max.messages`` and
-        ``queue.buffering.max.kbytes`` bound memory however long Kafka is
-        away. A value of None unsets a default.
+        ``compression.type=none``,
+        ``topic.metadata.propagation.max.ms=5000``;
+        ``queue.buffering.max.messages`` and ``queue.buffering.max.kbytes``
+        bound memory however long Kafka is away. A value of None unsets a
+        default.
     :raises ConfigurationError: a property is unknown or invalid.
     """
 
@@ -531,7 +533,11 @@ class KafkaProducer:
         :returns: the call's :class:`PublishResult`.
         :raises TypeError: a message or the key is of an unusable type.
         :raises InvalidMessageError: a message is too large, or the topic
-            name is illegal or unknown to Kafka.
+            name is illegal. A topic Kafka does not have (and will not
+            create) fails the call's messages with ``_UNKNOWN_TOPIC`` after
+            ``topic.metadata.propagation.max.ms`` (5 s): with ``sync`` as
+            :class:`DeliveryFailedError`, otherwise in the result and the
+            callbacks.
         :raises QueueFullError: the queue stayed full for ``timeout``.
         :raises KafkaUnavailableError: no broker has been reachable for
             ``unavailable_after`` seconds; nothing was queued.
