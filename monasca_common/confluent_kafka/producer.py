@@ -59,6 +59,8 @@ _LEADER_ERRORS = frozenset((
 # How long the poller waits for an event; it returns as soon as one comes,
 # so this only bounds how quickly close() can stop it.
 _POLL_INTERVAL = 0.1
+# How long the poller asks a broker for metadata, once they all went down.
+_PROBE_TIMEOUT = 1.0
 # Longest wait for room in a full queue between two attempts.
 _ROOM_WAIT = 0.01
 _FAILURE_SUMMARY_INTERVAL = 10.0
@@ -374,7 +376,7 @@ class KafkaProducer:
         # librdkafka says when all brokers went down, never when one came
         # back; a metadata request tells.
         try:
-            self._producer.list_topics(timeout=1.0)
+            self._producer.list_topics(timeout=_PROBE_TIMEOUT)
         except confluent_kafka.KafkaException:
             return
         LOG.info('Kafka is reachable again')
@@ -433,8 +435,10 @@ class KafkaProducer:
             self._closed = True
             self._stop_polling.set()
             # A slow delivery callback may hold the poller: wait for it only
-            # as long as the deadline allows.
-            self._poller.join(max(0.0, deadline - time.monotonic()) + 0.1)
+            # as long as the deadline allows, plus the end of its last turn
+            # (a poll, or a broker probe while Kafka is away).
+            self._poller.join(max(0.0, deadline - time.monotonic()) +
+                              _PROBE_TIMEOUT + 2 * _POLL_INTERVAL)
             if self._poller.is_alive():
                 LOG.warning('Kafka producer closed while a delivery '
                             'callback was still running; %d messages '
