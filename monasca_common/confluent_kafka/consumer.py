@@ -169,13 +169,26 @@ class KafkaConsumer:
         # Checked after the caller's properties: group.id given as one
         # would reach librdkafka unchecked.
         kafka_config.check_group_id(extra.get('group.id'))
-        if 'heartbeat.interval.ms' not in extra and timeout:
+        defaults = kafka_config.CONSUMER_DEFAULTS
+        if extra.get('group.protocol') == 'consumer':
+            # KIP-848 (Kafka 4.0+): the broker owns the session, the
+            # heartbeat and the assignor, and refuses clients that set
+            # them; it also rebalances without a group-wide barrier.
+            for owned in ('session.timeout.ms', 'heartbeat.interval.ms',
+                          'partition.assignment.strategy'):
+                if owned in config:
+                    raise errors.ConfigurationError(
+                        '%s can not be set with group.protocol=consumer: '
+                        'the broker owns it' % owned)
+                extra.pop(owned, None)
+            defaults = {k: v for k, v in defaults.items()
+                        if k != 'partition.assignment.strategy'}
+        elif 'heartbeat.interval.ms' not in extra and timeout:
             # librdkafka heartbeats every 3 s by default: with a session
             # shorter than ~9 s the member would time itself out and lose
             # its partitions over and over.
             extra['heartbeat.interval.ms'] = max(100, min(3000, timeout // 3))
-        self._config = kafka_config.merge(kafka_config.CONSUMER_DEFAULTS,
-                                          bootstrap_servers, extra)
+        self._config = kafka_config.merge(defaults, bootstrap_servers, extra)
         self._config['error_cb'] = self._on_client_error
         self._topics = self._topic_list(topic)
         self._repartition_callback = _adapt_repartition_callback(

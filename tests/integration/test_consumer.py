@@ -358,3 +358,44 @@ def test_consume_batch_commit_callback_covers_only_what_caller_has(
     assert commits
     # Never a commit past the messages the caller had been given.
     assert all(offset <= had for offset, had in commits), commits
+
+
+def test_next_generation_group_protocol(bootstrap_servers, make_topic,
+                                        group_id):
+    """group.protocol=consumer (KIP-848) on Kafka 4.
+
+    Two members share the topic, nothing lost or read twice, commits exact.
+    """
+    topic = make_topic(partitions=4)
+    produce(bootstrap_servers, topic, ['m%d' % i for i in range(400)])
+    seen = collections.Counter()
+    members = [kafka.KafkaConsumer(bootstrap_servers, group_id, topic,
+                                   **{'group.protocol': 'consumer'})
+               for _ in range(2)]
+    lock = threading.Lock()
+
+    def read(consumer):
+        for message in consumer:
+            with lock:
+                seen[message.value()] += 1
+            consumer.commit()
+
+    threads = [threading.Thread(target=read, args=(c,)) for c in members]
+    for thread in threads:
+        thread.start()
+    try:
+        waiting.until(lambda: len(seen) == 400, 60, 'all 400 read')
+        waiting.until(lambda: all(c.assignment() for c in members), 30,
+                      'both members owning partitions')
+        waiting.until(
+            lambda: sum(waiting.committed_offsets(
+                bootstrap_servers, group_id, topic, range(4)).values()) ==
+            400, 30, 'everything committed')
+    finally:
+        for consumer in members:
+            consumer.stop()
+        for thread in threads:
+            thread.join(10)
+        for consumer in members:
+            consumer.close()
+    assert max(seen.values()) == 1

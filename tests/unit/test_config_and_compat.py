@@ -105,7 +105,10 @@ def test_group_id_given_as_a_property_is_checked_too():
     {'poll_timeout': -1}, {'poll_timeout': 0},
     {'poll_timeout': float('nan')}, {'commit_timeout': -1},
     {'commit_errors': 'ignore'}, {'enable.auto.commit': True},
-    {'on_commit': print}])
+    {'on_commit': print},
+    {'group.protocol': 'consumer', 'session.timeout.ms': 6000},
+    {'group.protocol': 'consumer',
+     'partition.assignment.strategy': 'range'}])
 def test_consumer_arguments_are_checked(kwargs):
     with pytest.raises(kafka.ConfigurationError):
         kafka.KafkaConsumer('127.0.0.1:9', 'g', 't', **kwargs)
