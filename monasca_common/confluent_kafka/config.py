@@ -189,6 +189,14 @@ def check_timeout(name: str, value, zero: bool = False) -> float:
     return min(value, _LONGEST_WAIT)
 
 
+def refuse(config: collections.abc.Mapping, names, reason: str) -> None:
+    """Raise if ``config`` sets any of ``names``; ``reason`` says why."""
+    for name in names:
+        if name in config:
+            raise errors.ConfigurationError('%s can not be set: %s'
+                                            % (name, reason))
+
+
 def check_group_id(group_id) -> str:
     # An empty group.id makes librdkafka abort the whole process (an
     # assertion in the consumer constructor), so it never reaches it.

@@ -154,12 +154,10 @@ class KafkaConsumer:
         self._commit_timeout = kafka_config.check_timeout(
             'commit_timeout', commit_timeout)
         self._user_error_cb = config.pop('error_cb', None)
-        for reserved in ('on_commit', 'enable.auto.commit',
-                         'enable.auto.offset.store'):
-            if reserved in config:
-                raise errors.ConfigurationError(
-                    '%s can not be set: the consumer commits only what it '
-                    'handed out, itself' % reserved)
+        kafka_config.refuse(config, ('on_commit', 'enable.auto.commit',
+                                     'enable.auto.offset.store'),
+                            'the consumer commits only what it handed out, '
+                            'itself')
         extra = {'group.id': group_id, 'session.timeout.ms': timeout}
         if fetch_min_bytes is not None:
             extra['fetch.min.bytes'] = fetch_min_bytes
@@ -174,13 +172,12 @@ class KafkaConsumer:
             # KIP-848 (Kafka 4.0+): the broker owns the session, the
             # heartbeat and the assignor, and refuses clients that set
             # them; it also rebalances without a group-wide barrier.
-            for owned in ('session.timeout.ms', 'heartbeat.interval.ms',
-                          'partition.assignment.strategy'):
-                if owned in config:
-                    raise errors.ConfigurationError(
-                        '%s can not be set with group.protocol=consumer: '
-                        'the broker owns it' % owned)
-                extra.pop(owned, None)
+            owned = ('session.timeout.ms', 'heartbeat.interval.ms',
+                     'partition.assignment.strategy')
+            kafka_config.refuse(config, owned, 'with group.protocol=consumer '
+                                'the broker owns it')
+            for name in owned:
+                extra.pop(name, None)
             defaults = {k: v for k, v in defaults.items()
                         if k != 'partition.assignment.strategy'}
         elif 'heartbeat.interval.ms' not in extra and timeout:
