@@ -421,10 +421,6 @@ class GroupMember:
         return not closer.is_alive()
 
     @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
     def thread(self) -> threading.Thread:
         return self._thread
 
