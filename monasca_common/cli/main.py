@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""``monasca-kafka``: produce, consume, check and benchmark.
+"""``monasca-kafka``: produce, consume, check, show lag and benchmark.
 
 With no ``--bootstrap-servers``, ``bench`` runs on librdkafka's embedded
 mock cluster, so it needs nothing but this package.
@@ -19,6 +19,7 @@ mock cluster, so it needs nothing but this package.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -166,6 +167,31 @@ def cmd_healthcheck(args) -> int:
     return 0 if healthy else 1
 
 
+def cmd_lag(args) -> int:
+    from monasca_common.kafka import admin
+    with admin.KafkaAdmin(args.bootstrap_servers, args.timeout) as kafka:
+        rows = kafka.group_lag(args.group, args.topic)
+    if args.json:
+        print(json.dumps([dict(row._asdict(), group=args.group)
+                          for row in rows], indent=2))
+    else:
+        line = '%-24s %-24s %9s %14s %14s %10s'
+        print(line % ('GROUP', 'TOPIC', 'PARTITION', 'CURRENT-OFFSET',
+                      'LOG-END-OFFSET', 'LAG'))
+        for row in rows:
+            print(line % (args.group, row.topic, row.partition,
+                          '-' if row.committed is None else row.committed,
+                          row.end, row.lag))
+        if rows:
+            print('total lag: %d' % sum(row.lag for row in rows))
+    if not rows:
+        print('group %s has committed no offsets%s' % (
+            args.group, '' if args.topic is None else ' in %s' % args.topic),
+            file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog='monasca-kafka',
                                   description=__doc__.split('\n')[0])
@@ -209,6 +235,17 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument('--topic', '-t', action='append')
     h.add_argument('--timeout', type=float, default=5)
     h.set_defaults(func=cmd_healthcheck)
+
+    lag = sub.add_parser('lag', help="a group's committed offsets and lag "
+                                     'per partition')
+    lag.add_argument('--bootstrap-servers', '-b', required=True)
+    lag.add_argument('group')
+    lag.add_argument('topic', nargs='?',
+                     help='every partition of this topic (default: the '
+                          'partitions the group committed in)')
+    lag.add_argument('--json', action='store_true')
+    lag.add_argument('--timeout', type=float, default=10)
+    lag.set_defaults(func=cmd_lag)
     return top
 
 

@@ -22,14 +22,22 @@ what the new producer raises::
      +-- ConfigurationError (ValueError)
      +-- ClientClosedError
      +-- ForkedClientError
+     +-- KafkaUnavailableError            kafka_lib: same name
+     +-- KafkaTimeoutError (TimeoutError) kafka_lib: same name
+     +-- UnknownTopicError (LookupError)
+     |                 kafka_lib: UnknownTopicOrPartitionError
      +-- PublishError                     kafka_lib: FailedPayloadsError
      |    +-- InvalidMessageError (ValueError)
      |    +-- QueueFullError (BufferError)
      |    +-- DeliveryFailedError
      |    |    +-- LeaderNotAvailableError   kafka_lib: same name
-     |    +-- KafkaUnavailableError          kafka_lib: same name
+     |    +-- PublishUnavailableError (also KafkaUnavailableError)
      +-- ConsumerError
           +-- CommitFailedError
+
+A publish that finds no broker raises ``PublishUnavailableError``: both
+``except KafkaUnavailableError`` and ``except FailedPayloadsError`` catch it,
+as they caught the old client's error.
 """
 
 from __future__ import annotations
@@ -54,6 +62,18 @@ class ClientClosedError(KafkaClientError):
 
 class ForkedClientError(KafkaClientError):
     """The client was created in another process (before ``os.fork()``)."""
+
+
+class KafkaUnavailableError(KafkaClientError):
+    """No Kafka broker answered."""
+
+
+class KafkaTimeoutError(KafkaClientError, TimeoutError):
+    """Kafka did not answer a request within its time bound."""
+
+
+class UnknownTopicError(KafkaClientError, LookupError):
+    """Kafka has no such topic, or the topic no such partition."""
 
 
 class PublishError(KafkaClientError):
@@ -88,7 +108,7 @@ class LeaderNotAvailableError(DeliveryFailedError):
     """Some messages failed because their partition had no leader."""
 
 
-class KafkaUnavailableError(PublishError):
+class PublishUnavailableError(PublishError, KafkaUnavailableError):
     """No broker has been reachable; nothing of this call was queued."""
 
 

@@ -543,7 +543,8 @@ class KafkaProducer:
             :class:`DeliveryFailedError`, otherwise in the result and the
             callbacks.
         :raises QueueFullError: the queue stayed full for ``timeout``.
-        :raises KafkaUnavailableError: no broker has been reachable for
+        :raises PublishUnavailableError: (a :class:`KafkaUnavailableError`)
+            no broker has been reachable for
             ``unavailable_after`` seconds; nothing was queued.
         """
         if self._closed or self._pid != _getpid():
@@ -569,7 +570,7 @@ class KafkaProducer:
         down_since = self._down_since
         if (down_since is not None and self._unavailable_after and
                 time.monotonic() - down_since >= self._unavailable_after):
-            raise errors.KafkaUnavailableError(
+            raise errors.PublishUnavailableError(
                 'no Kafka broker reachable at %s for %.0f s; %d messages not '
                 'queued' % (self._config['bootstrap.servers'],
                             time.monotonic() - down_since,

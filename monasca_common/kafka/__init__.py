@@ -23,6 +23,9 @@
     for message in consumer:
         ...
         consumer.commit()
+
+    with kafka.KafkaAdmin('127.0.0.1:9092') as admin:
+        admin.group_lag('persister', 'metrics')
 """
 
 from monasca_common.confluent_kafka.consumer import KafkaConsumer
@@ -34,19 +37,24 @@ from monasca_common.confluent_kafka.errors import DeliveryFailedError
 from monasca_common.confluent_kafka.errors import ForkedClientError
 from monasca_common.confluent_kafka.errors import InvalidMessageError
 from monasca_common.confluent_kafka.errors import KafkaClientError
+from monasca_common.confluent_kafka.errors import KafkaTimeoutError
 from monasca_common.confluent_kafka.errors import KafkaUnavailableError
 from monasca_common.confluent_kafka.errors import LeaderNotAvailableError
 from monasca_common.confluent_kafka.errors import PublishError
+from monasca_common.confluent_kafka.errors import PublishUnavailableError
 from monasca_common.confluent_kafka.errors import QueueFullError
+from monasca_common.confluent_kafka.errors import UnknownTopicError
 from monasca_common.confluent_kafka.producer import FailedMessage
 from monasca_common.confluent_kafka.producer import KafkaProducer
 from monasca_common.confluent_kafka.producer import PublishResult
+from monasca_common.kafka.admin import KafkaAdmin
 
 __all__ = [
     'ClientClosedError', 'CommitFailedError', 'ConfigurationError',
     'ConsumerError', 'DeliveryFailedError', 'FailedMessage',
-    'ForkedClientError', 'InvalidMessageError', 'KafkaClientError',
-    'KafkaConsumer', 'KafkaProducer', 'KafkaUnavailableError',
-    'LeaderNotAvailableError', 'PublishError', 'PublishResult',
-    'QueueFullError',
+    'ForkedClientError', 'InvalidMessageError', 'KafkaAdmin',
+    'KafkaClientError', 'KafkaConsumer', 'KafkaProducer',
+    'KafkaTimeoutError', 'KafkaUnavailableError', 'LeaderNotAvailableError',
+    'PublishError', 'PublishResult', 'PublishUnavailableError',
+    'QueueFullError', 'UnknownTopicError',
 ]

@@ -17,28 +17,38 @@ clash with the ``[kafka]`` options the services define themselves; client
 tuning reaches the clients as librdkafka properties from each service.
 ``list_opts`` feeds oslo-config-generator (entry point
 ``monasca_common.kafka``).
+
+``kafka_url`` and ``kafka_topics`` are declared exactly as the old health
+check declared them: a service that still registers those itself (as
+monasca-log-api does) registers equal options, which oslo.config accepts.
 """
 
 from oslo_config import cfg
 
 healthcheck_group = cfg.OptGroup(name='kafka_healthcheck',
-                                 title='Kafka health check')
+                                 title='kafka_healthcheck')
+# Changing a word of these breaks services that declare them too: oslo.config
+# refuses a second, different option of the same name.
 healthcheck_opts = [
-    cfg.ListOpt('kafka_url', required=True,
-                help='Kafka brokers to check, host:port; a list, or one '
-                     'comma-separated string.'),
-    cfg.ListOpt('kafka_topics', default=['logs'],
-                help='Topics that must exist for Kafka to count as healthy.'),
-    cfg.FloatOpt('timeout', default=5.0, min=0.1,
-                 help='Seconds the check may take before Kafka counts as '
-                      'unreachable.'),
+    cfg.StrOpt('kafka_url',
+               required=True,
+               help='Url to kafka server'),
+    cfg.ListOpt('kafka_topics',
+                required=True,
+                default=['logs'],
+                help='Verify existence of configured topics'),
 ]
+healthcheck_timeout_opt = cfg.FloatOpt(
+    'timeout', default=5.0, min=0.1,
+    help='Seconds the Kafka health check may take; a cluster that refuses '
+         'connections is reported unhealthy at once.')
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_group(healthcheck_group)
-    conf.register_opts(healthcheck_opts, healthcheck_group)
+    conf.register_opts(healthcheck_opts + [healthcheck_timeout_opt],
+                       healthcheck_group)
 
 
 def list_opts():
-    return [(healthcheck_group, healthcheck_opts)]
+    return [(healthcheck_group, healthcheck_opts + [healthcheck_timeout_opt])]

@@ -264,7 +264,7 @@ def test_healthcheck_answers_in_bounded_time_when_kafka_is_down(
         healthcheck_conf, unreachable_servers):
     fixture, kafka_check = healthcheck_conf
     fixture.config(group='kafka_healthcheck',
-                   kafka_url=[unreachable_servers], timeout=2)
+                   kafka_url=unreachable_servers, timeout=2)
     started = time.monotonic()
     result = kafka_check.KafkaHealthCheck(fixture.conf).healthcheck()
     assert time.monotonic() - started < 6

@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 
+from oslo_config import cfg
 import pytest
 
 from monasca_common.confluent_kafka import config
@@ -196,12 +197,19 @@ def test_key_types():
 def test_old_exception_names_are_the_new_classes():
     assert kafka_common.FailedPayloadsError is kafka.PublishError
     for cls in (kafka.QueueFullError, kafka.DeliveryFailedError,
-                kafka.KafkaUnavailableError, kafka.LeaderNotAvailableError,
+                kafka.PublishUnavailableError, kafka.LeaderNotAvailableError,
                 kafka.InvalidMessageError):
         assert issubclass(cls, kafka_common.FailedPayloadsError)
         assert issubclass(cls, kafka_common.KafkaError)
     assert issubclass(kafka_common.LeaderNotAvailableError,
                       kafka.DeliveryFailedError)
+    # A publish that finds no broker is caught by either old name.
+    assert issubclass(kafka.PublishUnavailableError,
+                      kafka_common.KafkaUnavailableError)
+    for cls in (kafka_common.KafkaUnavailableError,
+                kafka_common.KafkaTimeoutError,
+                kafka_common.UnknownTopicOrPartitionError):
+        assert issubclass(cls, kafka_common.KafkaError)
 
 
 def test_legacy_message_from_named_and_plain_tuples():
@@ -217,15 +225,41 @@ def test_legacy_message_from_named_and_plain_tuples():
         == (3, 42, b'k', 'v')
 
 
-def test_importing_the_healthcheck_only_registers_options():
+def test_importing_the_healthcheck_registers_nothing():
     code = ('import threading\n'
             'before = threading.active_count()\n'
             'from monasca_common.healthcheck.checks import kafka_check\n'
             'from oslo_config import cfg\n'
             'assert threading.active_count() == before\n'
+            'print(sorted(cfg.CONF))\n'
+            'kafka_check.KafkaHealthCheck()\n'
             'print(sorted(o for o in cfg.CONF.kafka_healthcheck))\n')
-    out = run_python(code)
-    assert 'kafka_topics' in out.stdout and 'kafka_url' in out.stdout
+    before, after = run_python(code).stdout.splitlines()
+    assert 'kafka_healthcheck' not in before
+    assert 'kafka_topics' in after and 'kafka_url' in after
+
+
+def test_healthcheck_options_equal_the_ones_services_declare():
+    # monasca-log-api declares these itself, word for word; building the
+    # check must not raise DuplicateOptError on its configuration.
+    from monasca_common.healthcheck.checks import kafka_check
+    conf = cfg.ConfigOpts()
+    group = cfg.OptGroup(name='kafka_healthcheck', title='kafka_healthcheck')
+    conf.register_group(group)
+    conf.register_opts([
+        cfg.StrOpt('kafka_url', required=True, help='Url to kafka server'),
+        cfg.ListOpt('kafka_topics', required=True, default=['logs'],
+                    help='Verify existence of configured topics'),
+    ], group)
+    kafka_check.KafkaHealthCheck(conf)
+    kafka_check.KafkaHealthCheck(conf)
+    assert conf.kafka_healthcheck.kafka_topics == ['logs']
+    assert conf.kafka_healthcheck.timeout == 5.0
+    # A different declaration is still refused, so the test above can fail.
+    other = cfg.ConfigOpts()
+    other.register_opts([cfg.ListOpt('kafka_url')], 'kafka_healthcheck')
+    with pytest.raises(cfg.DuplicateOptError):
+        kafka_check.KafkaHealthCheck(other)
 
 
 def test_options_listed_for_the_generator():

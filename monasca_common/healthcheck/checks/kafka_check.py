@@ -12,9 +12,10 @@
 
 """Is Kafka up, and are the configured topics there?
 
-Reads ``[kafka_healthcheck] kafka_url`` (a list, or one comma-separated
-string) and ``kafka_topics``. Importing this module registers those
-options and does nothing else.
+Reads ``[kafka_healthcheck] kafka_url`` (one comma-separated string, or a
+list when a service declared it so) and ``kafka_topics``. The options are
+registered when the first check is built, not when this module is
+imported.
 
 .. code-block:: ini
 
@@ -23,62 +24,50 @@ options and does nothing else.
   kafka_topics = log
 """
 
-import confluent_kafka
-from confluent_kafka import admin as kafka_admin
 from oslo_config import cfg
 from oslo_log import log
 
-from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
 from monasca_common.healthcheck import result
+from monasca_common.kafka import admin
 from monasca_common.kafka import opts
 
 LOG = log.getLogger(__name__)
 CONF = cfg.CONF
 
-opts.register_opts(CONF)
-
 
 class KafkaHealthCheck:
     """Kafka's health as the services see it.
 
-    Healthy when a broker answers within the timeout and every configured
-    topic exists.
+    Healthy when a broker answers within ``[kafka_healthcheck] timeout``
+    and every configured topic exists. Never raises for Kafka's sake.
     """
 
-    def __init__(self, conf: cfg.ConfigOpts = CONF):
-        self._conf = conf
+    def __init__(self, conf: cfg.ConfigOpts | None = None):
+        self._conf = CONF if conf is None else conf
+        opts.register_opts(self._conf)
 
     def healthcheck(self) -> result.HealthCheckResult:
         group = self._conf.kafka_healthcheck
+        url = group.kafka_url
         try:
-            servers = kafka_config.bootstrap_servers(group.kafka_url)
+            kafka = admin.KafkaAdmin(url, group.timeout)
         except errors.ConfigurationError as exc:
             LOG.error('Kafka health check: %s', exc)
             return result.HealthCheckResult(
                 healthy=False, message='Kafka URL invalid: %s' % exc)
         try:
-            metadata = self._metadata(servers, group.timeout)
-        except confluent_kafka.KafkaException as exc:
-            LOG.error('Kafka health check: %s', exc.args[0].str())
+            missing = kafka.missing_topics(group.kafka_topics)
+        except errors.KafkaClientError as exc:
+            LOG.error('Kafka health check: %s', exc)
             return result.HealthCheckResult(
                 healthy=False,
-                message='Could not connect to kafka at %s' % servers)
-        for topic in group.kafka_topics:
-            found = metadata.topics.get(topic)
-            if found is None or found.error is not None:
-                message = 'Kafka: Topic %s not found' % topic
-                LOG.error(message)
-                return result.HealthCheckResult(healthy=False,
-                                                message=message)
+                message='Could not connect to kafka at %s'
+                % kafka.bootstrap_servers)
+        finally:
+            kafka.close()
+        if missing:
+            message = 'Kafka: Topic %s not found' % missing[0]
+            LOG.error(message)
+            return result.HealthCheckResult(healthy=False, message=message)
         return result.HealthCheckResult(healthy=True, message='OK')
-
-    @staticmethod
-    def _metadata(servers: str, timeout: float):
-        client = kafka_admin.AdminClient({
-            'bootstrap.servers': servers,
-            'socket.connection.setup.timeout.ms': max(1000,
-                                                      int(timeout * 1000)),
-            'logger': kafka_config.LIBRDKAFKA_LOG,
-        })
-        return client.list_topics(timeout=timeout)
