@@ -87,6 +87,10 @@ class SimpleConsumer:
             self.group, self.topic)
 
 
+# The old consumer was a package (base, simple, multiprocess, kafka): a
+# path makes Python look those up, and the package's finder then says they
+# are gone.
+__path__: list = []
 __getattr__ = kafka_lib.module_getattr(__name__, {
     'MultiProcessConsumer': 'monasca_common.kafka.KafkaConsumer in each '
                             'process, one group',

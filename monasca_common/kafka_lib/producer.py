@@ -109,6 +109,9 @@ class SimpleProducer:
         return '<SimpleProducer hosts=%s>' % self.client.hosts
 
 
+# The old producer was a package (base, simple, keyed): a path makes
+# Python look those up, and the package's finder then says they are gone.
+__path__: list = []
 __getattr__ = kafka_lib.module_getattr(__name__, {
     'KeyedProducer': 'monasca_common.kafka.KafkaProducer: '
                      'publish(topic, messages, key=...)'})
