@@ -34,6 +34,7 @@ import uuid
 
 import confluent_kafka
 
+from monasca_common.confluent_kafka import _client
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import consumer as kafka_consumer
 from monasca_common.confluent_kafka import producer as kafka_producer
@@ -71,7 +72,7 @@ class MockCluster:
 
     def __init__(self):
         self._holder = confluent_kafka.Producer({
-            'test.mock.num.brokers': 1, 'logger': kafka_config.LIBRDKAFKA_LOG})
+            'test.mock.num.brokers': 1, 'logger': _client.LIBRDKAFKA_LOG})
         brokers = self._holder.list_topics(timeout=10).brokers.values()
         self.bootstrap_servers = ','.join('%s:%d' % (b.host, b.port)
                                           for b in brokers)
@@ -87,7 +88,7 @@ def _topic(prefix='bench'):
 def _raw_producer(servers):
     conf = dict(kafka_config.PRODUCER_DEFAULTS)
     conf.update({'bootstrap.servers': servers,
-                 'logger': kafka_config.LIBRDKAFKA_LOG})
+                 'logger': _client.LIBRDKAFKA_LOG})
     return confluent_kafka.Producer(conf)
 
 
@@ -96,7 +97,7 @@ def _create_topic(servers, topic, partitions):
     # auto-creates with 4 partitions and cannot create through admin.
     from confluent_kafka import admin
     client = admin.AdminClient({'bootstrap.servers': servers,
-                                'logger': kafka_config.LIBRDKAFKA_LOG})
+                                'logger': _client.LIBRDKAFKA_LOG})
     futures = client.create_topics([admin.NewTopic(
         topic, num_partitions=partitions, replication_factor=1)],
         operation_timeout=10)
@@ -285,7 +286,7 @@ class Bench:
             'group.id': 'bench-raw-' + uuid.uuid4().hex[:8],
             'auto.offset.reset': 'earliest', 'enable.auto.commit': False,
             'enable.auto.offset.store': True,
-            'logger': kafka_config.LIBRDKAFKA_LOG})
+            'logger': _client.LIBRDKAFKA_LOG})
         consumer = confluent_kafka.Consumer(conf)
         consumer.subscribe([topic])
         count = 0

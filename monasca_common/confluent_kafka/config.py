@@ -22,13 +22,10 @@ construction, and secret values kept out of every log line, repr and error.
 from __future__ import annotations
 
 import collections.abc
-import logging
 import math
 import re
 import threading
 import typing
-
-import confluent_kafka
 
 from monasca_common.confluent_kafka import errors
 
@@ -162,9 +159,13 @@ def legal_topic(name) -> bool:
             name not in ('.', '..'))
 
 
-def illegal_topic_text(name) -> str:
-    return ('illegal Kafka topic name %r: 1 to 249 of a-z A-Z 0-9 . _ -, '
-            'and not "." or ".."' % (name,))
+def check_topic(name, error: type[Exception] = errors.ConfigurationError
+                ) -> str:
+    """``name`` if Kafka allows it as a topic name; else raise ``error``."""
+    if not legal_topic(name):
+        raise error('illegal Kafka topic name %r: 1 to 249 of a-z A-Z 0-9 '
+                    '. _ -, and not "." or ".."' % (name,))
+    return name
 
 
 # threading refuses waits beyond TIMEOUT_MAX; a year is forever enough.
@@ -206,61 +207,44 @@ def check_group_id(group_id) -> str:
     return group_id
 
 
-# librdkafka's own log lines (connection failures and the like) go to
-# Python logging under this name, not to stderr.
-LIBRDKAFKA_LOG = logging.getLogger('monasca_common.confluent_kafka.librdkafka')
+def consumer_config(servers, group_id: str, session_timeout_ms: int,
+                    fetch_min_bytes: int | None, client_id: str,
+                    overrides: dict) -> dict:
+    """The consumer's librdkafka configuration.
 
-
-def log_client_error(log: logging.Logger, role: str,
-                     err: confluent_kafka.KafkaError, servers: str) -> None:
-    """Log an error librdkafka reports outside any message."""
-    code = err.code()
-    if err.fatal():
-        log.error('Kafka %s fatal error: %s', role, err.str())
-    elif code == confluent_kafka.KafkaError._ALL_BROKERS_DOWN:
-        log.warning('Kafka %s: no broker reachable at %s', role, servers)
-    else:
-        # Connection-level trouble librdkafka retries by itself; its own
-        # log line already says so.
-        log.debug('Kafka %s: %s', role, err.str())
-
-
-# librdkafka names a property by its canonical name in errors; say which
-# alias the caller used.
-_ALIASES = {
-    'queue.buffering.max.ms': 'linger.ms',
-    'compression.codec': 'compression.type',
-    'message.send.max.retries': 'retries',
-    'request.required.acks': 'acks',
-    'metadata.broker.list': 'bootstrap.servers',
-}
-
-
-# librdkafka handles inherited through fork(): destroying one waits for
-# threads that do not exist in the child and hangs it, so the child keeps
-# them referenced, unused, until it exits.
-_INHERITED_HANDLES: list = []
-
-
-def abandon_inherited(handle) -> None:
-    """Keep a parent process's client alive, untouched, in a child."""
-    _INHERITED_HANDLES.append(handle)
-
-
-def create(client_class: type, config: dict):
-    """Build the librdkafka client; errors name the property, not secrets."""
-    config.setdefault('logger', LIBRDKAFKA_LOG)
-    try:
-        return client_class(config)
-    except confluent_kafka.KafkaException as exc:
-        text = exc.args[0].str()
-        for canonical, alias in _ALIASES.items():
-            if '"%s"' % canonical in text and alias in config:
-                text += ' (given as "%s")' % alias
-        raise errors.ConfigurationError(
-            'invalid Kafka client configuration: %s'
-            % scrub(text, config)) from None
-    except (TypeError, ValueError) as exc:
-        raise errors.ConfigurationError(
-            'invalid Kafka client configuration: %s'
-            % scrub(str(exc), config)) from None
+    The consumer commits only what it handed out, itself: librdkafka's
+    auto commit, auto offset store and its own ``on_commit`` are refused.
+    With ``group.protocol=consumer`` (KIP-848, Kafka 4.0+) the broker owns
+    the session, the heartbeat and the assignor and refuses clients that
+    set them, so they are left out (and refused if given).
+    """
+    refuse(overrides, ('on_commit', 'enable.auto.commit',
+                       'enable.auto.offset.store'),
+           'the consumer commits only what it handed out, itself')
+    extra: dict[str, typing.Any] = {'group.id': group_id,
+                                    'session.timeout.ms': session_timeout_ms}
+    if fetch_min_bytes is not None:
+        extra['fetch.min.bytes'] = fetch_min_bytes
+    if client_id:
+        extra['client.id'] = client_id
+    extra.update(overrides)
+    # Checked after the caller's properties: group.id given as one would
+    # reach librdkafka unchecked.
+    check_group_id(extra.get('group.id'))
+    defaults = CONSUMER_DEFAULTS
+    if extra.get('group.protocol') == 'consumer':
+        owned = ('session.timeout.ms', 'heartbeat.interval.ms',
+                 'partition.assignment.strategy')
+        refuse(overrides, owned, 'with group.protocol=consumer the broker '
+               'owns it')
+        for name in owned:
+            extra.pop(name, None)
+        defaults = {k: v for k, v in defaults.items()
+                    if k != 'partition.assignment.strategy'}
+    elif 'heartbeat.interval.ms' not in extra and session_timeout_ms:
+        # librdkafka heartbeats every 3 s by default: with a session
+        # shorter than ~9 s the member would time itself out and lose its
+        # partitions over and over.
+        extra['heartbeat.interval.ms'] = max(
+            100, min(3000, session_timeout_ms // 3))
+    return merge(defaults, servers, extra)

@@ -40,6 +40,7 @@ import typing
 
 import confluent_kafka
 
+from monasca_common.confluent_kafka import _client
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import member as group_member
@@ -53,19 +54,6 @@ Message = confluent_kafka.Message
 TopicPartition = confluent_kafka.TopicPartition
 CommitCallback = typing.Callable[[], typing.Any]
 
-# Commit answers that leave the offsets pending for the next commit: the
-# group is rebalancing, the coordinator moves or is away, Kafka is slow.
-# Only a partition leaving the assignment drops its offsets.
-_TRANSIENT = frozenset((
-    KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
-    KafkaError.UNKNOWN_MEMBER_ID, KafkaError.STALE_MEMBER_EPOCH,
-    KafkaError._STATE, KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
-    KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError._WAIT_COORD,
-    KafkaError.REQUEST_TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
-    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,
-    KafkaError.FENCED_INSTANCE_ID,
-))
 _LOG_AGAIN_AFTER = 60.0
 
 
@@ -85,7 +73,7 @@ def _adapt_repartition_callback(callback):
     return callback
 
 
-class KafkaConsumer:
+class KafkaConsumer(_client.Client):
     """Reads a topic as a member of a consumer group.
 
     :param bootstrap_servers: ``"host:port,..."`` or a list of them.
@@ -153,40 +141,9 @@ class KafkaConsumer:
             'poll_timeout', poll_timeout)
         self._commit_timeout = kafka_config.check_timeout(
             'commit_timeout', commit_timeout)
-        self._user_error_cb = config.pop('error_cb', None)
-        kafka_config.refuse(config, ('on_commit', 'enable.auto.commit',
-                                     'enable.auto.offset.store'),
-                            'the consumer commits only what it handed out, '
-                            'itself')
-        extra = {'group.id': group_id, 'session.timeout.ms': timeout}
-        if fetch_min_bytes is not None:
-            extra['fetch.min.bytes'] = fetch_min_bytes
-        if client_id:
-            extra['client.id'] = client_id
-        extra.update(config)
-        # Checked after the caller's properties: group.id given as one
-        # would reach librdkafka unchecked.
-        kafka_config.check_group_id(extra.get('group.id'))
-        defaults = kafka_config.CONSUMER_DEFAULTS
-        if extra.get('group.protocol') == 'consumer':
-            # KIP-848 (Kafka 4.0+): the broker owns the session, the
-            # heartbeat and the assignor, and refuses clients that set
-            # them; it also rebalances without a group-wide barrier.
-            owned = ('session.timeout.ms', 'heartbeat.interval.ms',
-                     'partition.assignment.strategy')
-            kafka_config.refuse(config, owned, 'with group.protocol=consumer '
-                                'the broker owns it')
-            for name in owned:
-                extra.pop(name, None)
-            defaults = {k: v for k, v in defaults.items()
-                        if k != 'partition.assignment.strategy'}
-        elif 'heartbeat.interval.ms' not in extra and timeout:
-            # librdkafka heartbeats every 3 s by default: with a session
-            # shorter than ~9 s the member would time itself out and lose
-            # its partitions over and over.
-            extra['heartbeat.interval.ms'] = max(100, min(3000, timeout // 3))
-        self._config = kafka_config.merge(defaults, bootstrap_servers, extra)
-        self._config['error_cb'] = self._on_client_error
+        self._init_client(kafka_config.consumer_config(
+            bootstrap_servers, group_id, timeout, fetch_min_bytes, client_id,
+            config))
         self._topics = self._topic_list(topic)
         self._repartition_callback = _adapt_repartition_callback(
             repartition_callback)
@@ -198,7 +155,6 @@ class KafkaConsumer:
             revoke_timeout = int(self._config.get(
                 'max.poll.interval.ms', 300000)) / 1000.0
         self._revoke_timeout = revoke_timeout
-        self._closed = False
         self._stop = False
         self._close_lock = threading.Lock()
         self._start()
@@ -208,11 +164,7 @@ class KafkaConsumer:
         topics = [topic] if isinstance(topic, str) else list(topic or ())
         if not topics:
             raise errors.ConfigurationError('no topic to consume given')
-        for name in topics:
-            if not kafka_config.legal_topic(name):
-                raise errors.ConfigurationError(
-                    kafka_config.illegal_topic_text(name))
-        return topics
+        return [kafka_config.check_topic(name) for name in topics]
 
     def _start(self) -> None:
         self._pid = os.getpid()
@@ -222,8 +174,8 @@ class KafkaConsumer:
         self._failures_seen = published.failures()
         self._logged: dict = {}
         self._config['on_commit'] = self._on_commit
-        self._consumer = kafka_config.create(confluent_kafka.Consumer,
-                                             self._config)
+        self._consumer = _client.create(confluent_kafka.Consumer,
+                                        self._config)
         # The group is joined on first read, not here: a consumer built
         # before fork() and read only in the children must not hold the
         # group's partitions from a parent that never polls.
@@ -244,17 +196,14 @@ class KafkaConsumer:
         if self._member is not None:
             self._member.on_commit(err, partitions)
 
-    def _check_usable(self) -> None:
-        if self._closed:
-            raise errors.ClientClosedError('the Kafka consumer is closed')
-        if self._pid != os.getpid():
-            # Group membership, offsets handed out and librdkafka's threads
-            # all belong to the parent. A consumer re-created here did not
-            # reliably get its partitions, so say so instead of guessing.
-            raise errors.ForkedClientError(
-                'this Kafka consumer was created in process %d and is used '
-                'in forked process %d; create the consumer after fork()'
-                % (self._pid, os.getpid()))
+    def _forked(self) -> None:
+        # Group membership, offsets handed out and librdkafka's threads all
+        # belong to the parent. A consumer re-created here did not reliably
+        # get its partitions, so say so instead of guessing.
+        raise errors.ForkedClientError(
+            'this Kafka consumer was created in process %d and is used in '
+            'forked process %d; create the consumer after fork()'
+            % (self._pid, os.getpid()))
 
     # -- reading ------------------------------------------------------------
 
@@ -389,10 +338,11 @@ class KafkaConsumer:
                         LOG.exception('Kafka repartition callback raised')
                 try:
                     self._commit(only=revocation.keys, revoking=True)
-                except (errors.CommitFailedError, _Transient) as exc:
+                except (errors.CommitFailedError,
+                        offset_ledger.CommitDeferred) as exc:
                     LOG.error('Kafka commit on revoke failed: %s; what was '
                               'handed of %s since will come again to its '
-                              'new owner', exc, group_member.describe(
+                              'new owner', exc, offset_ledger.describe(
                                   revocation.partitions))
             self._ledger.forget(revocation.keys)
             revocation.done.set()
@@ -423,7 +373,7 @@ class KafkaConsumer:
             raise_errors = self._raise_commit_errors
         try:
             return self._commit(asynchronous=asynchronous)
-        except _Transient as exc:
+        except offset_ledger.CommitDeferred as exc:
             if raise_errors:
                 raise errors.CommitFailedError(str(exc),
                                                exc.partitions) from None
@@ -433,8 +383,8 @@ class KafkaConsumer:
     def _commit(self, only=None, asynchronous=False, revoking=False):
         """Commit what was handed out (``only``: for these partitions).
 
-        :raises _Transient: nothing or not all committed, for a reason that
-            passes; what is not committed stays pending.
+        :raises CommitDeferred: nothing or not all committed, for a reason
+            that passes; what is not committed stays pending.
         """
         member = self._member
         if member is None:
@@ -453,22 +403,10 @@ class KafkaConsumer:
         try:
             result = self._wait_commit(future, deadline)
         except confluent_kafka.KafkaException as exc:
-            err = exc.args[0]
-            if err.code() == KafkaError._NO_OFFSET:
+            if exc.args[0].code() == KafkaError._NO_OFFSET:
                 return []
-            if err.code() in _TRANSIENT or err.retriable():
-                raise _Transient(
-                    err.name(), 'Kafka commit of %s did not happen (%s); the '
-                    'offsets stay pending for the next commit'
-                    % (group_member.describe(offsets), err.str()),
-                    [(tp.topic, tp.partition, tp.offset, err)
-                     for tp in offsets]) from None
-            raise errors.CommitFailedError(
-                'Kafka commit of %s failed: %s'
-                % (group_member.describe(offsets), err.str()),
-                [(tp.topic, tp.partition, tp.offset, err)
-                 for tp in offsets]) from None
-        return self._record(result)
+            raise offset_ledger.commit_error(exc.args[0], offsets) from None
+        return self._ledger.settle(result)
 
     def _wait_commit(self, future, deadline):
         try:
@@ -479,30 +417,9 @@ class KafkaConsumer:
                 'Kafka did not answer within %.1f s (commit_timeout); it '
                 'may still land' % self._commit_timeout)) from None
 
-    def _record(self, result) -> list[TopicPartition]:
-        done = [tp for tp in result if tp.error is None]
-        self._ledger.record_commit(((tp.topic, tp.partition), tp.offset)
-                                   for tp in done)
-        failed = [tp for tp in result if tp.error is not None]
-        if failed:
-            detail = ', '.join('%s[%d]@%d: %s' % (
-                tp.topic, tp.partition, tp.offset, tp.error.str())
-                for tp in failed)
-            partitions = [(tp.topic, tp.partition, tp.offset, tp.error)
-                          for tp in failed]
-            if all(tp.error.code() in _TRANSIENT or tp.error.retriable()
-                   for tp in failed):
-                raise _Transient(
-                    failed[0].error.name(), 'Kafka commit did not happen for '
-                    '%s; the offsets stay pending' % detail, partitions,
-                    done)
-            raise errors.CommitFailedError('Kafka commit failed for %s'
-                                           % detail, partitions)
-        return done
-
     def _record_async(self, future) -> None:
         try:
-            self._record(future.result())
+            self._ledger.settle(future.result())
         except Exception as exc:
             self._log_once('async', 'Kafka asynchronous commit: %s', exc)
 
@@ -512,7 +429,7 @@ class KafkaConsumer:
         described = ', '.join('%s[%d]' % key for key in pending)
         partitions = [(t, p, o, None) for (t, p), o in pending.items()]
         if unreported:
-            raise _Transient(
+            raise offset_ledger.CommitDeferred(
                 'outputs', 'Kafka commit of %s waits: %d messages the process '
                 'published before it are not yet in Kafka; the offsets stay '
                 'pending' % (described, unreported), partitions)
@@ -522,7 +439,7 @@ class KafkaConsumer:
         self._failures_seen = failures
         if not revoking:
             self._rewind(pending)
-        raise _Transient(
+        raise offset_ledger.CommitDeferred(
             'outputs', 'Kafka commit of %s not done: messages the process '
             'published since the last commit failed; what was read since '
             'then is read again' % described, partitions)
@@ -609,8 +526,8 @@ class KafkaConsumer:
             self._closed = True
             self._stop = True
             if self._pid != os.getpid():
-                # The parent's: never destroy it here (see config).
-                kafka_config.abandon_inherited(self._consumer)
+                # The parent's: never destroy it here (see _client).
+                _client.abandon_inherited(self._consumer)
                 return
             if self._member is not None:
                 if self._member.thread is threading.current_thread():
@@ -630,33 +547,6 @@ class KafkaConsumer:
                             '%.1f s; the broker will expire the member',
                             timeout)
 
-    def __enter__(self) -> 'KafkaConsumer':
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return '<KafkaConsumer servers=%s group=%s topics=%s closed=%s>' % (
-            self._config['bootstrap.servers'], self._config['group.id'],
-            ','.join(self._topics), self._closed)
-
-    def _on_client_error(self, err: KafkaError) -> None:
-        kafka_config.log_client_error(LOG, 'consumer', err,
-                                      self._config['bootstrap.servers'])
-        if self._user_error_cb is not None:
-            try:
-                self._user_error_cb(err)
-            except Exception:
-                LOG.exception('Kafka error callback raised')
-
-
-class _Transient(Exception):
-    """A commit that did not (all) happen, for a reason that passes."""
-
-    def __init__(self, reason: str, message: str, partitions: list,
-                 committed: list | None = None):
-        super().__init__(message)
-        self.reason = reason
-        self.partitions = partitions
-        self.committed = list(committed or ())
+    def _repr_fields(self) -> str:
+        return ' group=%s topics=%s' % (
+            self._config['group.id'], ','.join(self._topics))

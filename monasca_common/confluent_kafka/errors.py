@@ -44,8 +44,15 @@ from __future__ import annotations
 
 import typing
 
-if typing.TYPE_CHECKING:  # pragma: no cover
-    from monasca_common.confluent_kafka.producer import FailedMessage
+import confluent_kafka
+
+
+class FailedMessage(typing.NamedTuple):
+    """A message that was not delivered, with the reason."""
+    topic: str
+    value: typing.Optional[bytes]
+    key: typing.Optional[bytes]
+    error: confluent_kafka.KafkaError
 
 
 class KafkaClientError(Exception):
@@ -80,7 +87,7 @@ class PublishError(KafkaClientError):
     """Kafka did not take (all of) the messages of a publish call.
 
     :ivar failed: the messages that were not delivered, as
-        :class:`~monasca_common.confluent_kafka.producer.FailedMessage`
+        :class:`FailedMessage`
         (index in the call, value, key, error); retry exactly these.
     :ivar not_queued: how many messages of the call were never queued.
     """

@@ -46,6 +46,8 @@ import typing
 
 import confluent_kafka
 
+from monasca_common.confluent_kafka.offsets import describe
+
 LOG = logging.getLogger(__name__)
 
 KafkaError = confluent_kafka.KafkaError
@@ -423,8 +425,3 @@ class GroupMember:
     @property
     def thread(self) -> threading.Thread:
         return self._thread
-
-
-def describe(partitions) -> str:
-    return ', '.join('%s[%d]' % (tp.topic, tp.partition)
-                     for tp in partitions) or 'none'

@@ -18,6 +18,11 @@ owned, the offset after the last handed message, when that differs from
 what was committed. A failed commit changes nothing: the offsets stay
 pending and the next commit covers them again. Only a partition that left
 the assignment (revoked or lost) is forgotten.
+
+:meth:`OffsetLedger.settle` reads Kafka's answer to a commit: it records
+what was taken and says whether what was not will pass (a rebalance, the
+coordinator moving: :class:`CommitDeferred`) or not
+(:class:`~monasca_common.confluent_kafka.errors.CommitFailedError`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,65 @@ from __future__ import annotations
 import collections.abc
 import typing
 
+import confluent_kafka
+
+from monasca_common.confluent_kafka import errors
+
 Key = tuple[str, int]
+KafkaError = confluent_kafka.KafkaError
+
+# Commit answers that leave the offsets pending for the next commit: the
+# group is rebalancing, the coordinator moves or is away, Kafka is slow.
+# Only a partition leaving the assignment drops its offsets.
+PASSING = frozenset((
+    KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID, KafkaError.STALE_MEMBER_EPOCH,
+    KafkaError._STATE, KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+    KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError._WAIT_COORD,
+    KafkaError.REQUEST_TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
+    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,
+    KafkaError.FENCED_INSTANCE_ID,
+))
+
+
+def passes(err: KafkaError) -> bool:
+    """A commit error after which the offsets stay pending."""
+    return err.code() in PASSING or err.retriable()
+
+
+def describe(partitions) -> str:
+    return ', '.join('%s[%d]' % (tp.topic, tp.partition)
+                     for tp in partitions) or 'none'
+
+
+class CommitDeferred(Exception):
+    """A commit that did not (all) happen, for a reason that passes.
+
+    :ivar reason: a short name of the reason, to log it once per reason.
+    :ivar partitions: ``(topic, partition, offset, error)`` not committed.
+    :ivar committed: the TopicPartitions that were committed.
+    """
+
+    def __init__(self, reason: str, message: str, partitions: list,
+                 committed: list | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.partitions = partitions
+        self.committed = list(committed or ())
+
+
+def commit_error(err: KafkaError, offsets: list) -> Exception:
+    """The exception for a commit of ``offsets`` that failed as a whole."""
+    partitions = [(tp.topic, tp.partition, tp.offset, err) for tp in offsets]
+    if passes(err):
+        return CommitDeferred(
+            err.name(), 'Kafka commit of %s did not happen (%s); the offsets '
+            'stay pending for the next commit' % (describe(offsets),
+                                                  err.str()), partitions)
+    return errors.CommitFailedError('Kafka commit of %s failed: %s'
+                                    % (describe(offsets), err.str()),
+                                    partitions)
 
 
 class OffsetLedger:
@@ -80,6 +143,31 @@ class OffsetLedger:
         for key, offset in committed:
             if offset > self._committed.get(key, -1):
                 self._committed[key] = offset
+
+    def settle(self, result: list) -> list:
+        """Record Kafka's answer to a commit (TopicPartitions with errors).
+
+        :returns: the TopicPartitions committed.
+        :raises CommitDeferred: some were not, for reasons that pass.
+        :raises CommitFailedError: some were not, for good.
+        """
+        done = [tp for tp in result if tp.error is None]
+        self.record_commit(((tp.topic, tp.partition), tp.offset)
+                           for tp in done)
+        failed = [tp for tp in result if tp.error is not None]
+        if not failed:
+            return done
+        detail = ', '.join('%s[%d]@%d: %s' % (
+            tp.topic, tp.partition, tp.offset, tp.error.str())
+            for tp in failed)
+        partitions = [(tp.topic, tp.partition, tp.offset, tp.error)
+                      for tp in failed]
+        if all(passes(tp.error) for tp in failed):
+            raise CommitDeferred(
+                failed[0].error.name(), 'Kafka commit did not happen for %s; '
+                'the offsets stay pending' % detail, partitions, done)
+        raise errors.CommitFailedError('Kafka commit failed for %s' % detail,
+                                       partitions)
 
     def committed(self, key: Key) -> int | None:
         """The offset last committed through this ledger, if any."""

@@ -15,11 +15,12 @@
 ``publish`` queues messages in librdkafka and returns at once; librdkafka's
 threads send them. A background thread serves delivery reports, so
 callbacks run promptly whether or not the application publishes again, and
-it is the only thread that ever serves them: per-call bookkeeping needs no
-lock. Each call gets a :class:`PublishResult` that learns the outcome of
-every one of its messages; ``sync=True`` waits for it. A producer made
-with ``delivery_reports='errors'`` hears of failures only: nothing is
-served per delivered message, which makes it the fastest way to send.
+it is the only thread that ever serves them: per-call bookkeeping (see
+:mod:`~monasca_common.confluent_kafka.delivery`) needs no lock. Each call
+gets a :class:`PublishResult` that learns the outcome of every one of its
+messages; ``sync=True`` waits for it. A producer made with
+``delivery_reports='errors'`` hears of failures only: nothing is served per
+delivered message, which makes it the fastest way to send.
 
 No loss, no duplicate: idempotence (on by default) makes the broker drop a
 retried batch it already has, so a lost response never duplicates data;
@@ -29,7 +30,6 @@ counters), so the caller can retry exactly those.
 
 from __future__ import annotations
 
-import collections
 import collections.abc
 import logging
 import os
@@ -40,168 +40,33 @@ import weakref
 
 import confluent_kafka
 
+from monasca_common.confluent_kafka import _client
 from monasca_common.confluent_kafka import config as kafka_config
+from monasca_common.confluent_kafka import delivery
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import published
 
 LOG = logging.getLogger(__name__)
 
-DeliveryCallback = typing.Callable[
-    [typing.Optional[confluent_kafka.KafkaError], confluent_kafka.Message],
-    typing.Any]
+DeliveryCallback = delivery.DeliveryCallback
+FailedMessage = errors.FailedMessage
+PublishResult = delivery.PublishResult
 Messages = typing.Union[str, bytes, collections.abc.Sequence]
 
 _getpid = os.getpid
-_LEADER_ERRORS = frozenset((
-    confluent_kafka.KafkaError.LEADER_NOT_AVAILABLE,
-    confluent_kafka.KafkaError.NOT_LEADER_FOR_PARTITION,
-))
 # How long the poller waits for an event; it returns as soon as one comes,
 # so this only bounds how quickly close() can stop it.
 _POLL_INTERVAL = 0.1
-# How long the poller asks a broker for metadata, once they all went down.
+# How long one metadata request of the broker probe may take.
 _PROBE_TIMEOUT = 1.0
 # Longest wait for room in a full queue between two attempts.
 _ROOM_WAIT = 0.01
-_FAILURE_SUMMARY_INTERVAL = 10.0
 _QUEUE_FULL = confluent_kafka.KafkaError(
     confluent_kafka.KafkaError._QUEUE_FULL)
-
-
-class FailedMessage(typing.NamedTuple):
-    """A message that was not delivered, with the reason."""
-    topic: str
-    value: bytes | None
-    key: bytes | None
-    error: confluent_kafka.KafkaError
-
-
-# Guards only the moment a result completes or a waiter arrives: once per
-# call, never per message.
-_completion_lock = threading.Lock()
-
-
-class PublishResult:
-    """The outcome of one ``publish`` call, filled in as reports arrive.
-
-    With ``delivery_reports='errors'`` Kafka reports failures only:
-    ``delivered`` stays 0 and the call can not be waited for.
-
-    :ivar queued: messages of the call handed to librdkafka.
-    :ivar not_queued: messages of the call never queued (queue full).
-    :ivar delivered: messages acknowledged by Kafka so far.
-    :ivar failed: :class:`FailedMessage` for each message that failed.
-    """
-
-    __slots__ = ('topic', 'queued', 'not_queued', 'delivered', 'failed',
-                 'successes_reported', '_callback', '_sealed', '_complete',
-                 '_event', '_unfinished')
-
-    def __init__(self, topic: str,
-                 callback: DeliveryCallback | None = None,
-                 successes_reported: bool = True):
-        self.topic = topic
-        self.successes_reported = successes_reported
-        self.queued = 0
-        self.not_queued = 0
-        self.delivered = 0
-        self.failed: list[FailedMessage] = []
-        self._callback = callback
-        self._sealed = False
-        self._complete = False
-        # Created only for a caller that waits: most never do.
-        self._event: threading.Event | None = None
-        # The producer's calls still waiting for reports; this one leaves
-        # it when complete.
-        self._unfinished: dict | None = None
-
-    @property
-    def reported(self) -> int:
-        return self.delivered + len(self.failed)
-
-    def done(self) -> bool:
-        """True once every queued message has been delivered or failed."""
-        return self._complete
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until :meth:`done`; False if ``timeout`` passed first.
-
-        :raises ConfigurationError: the producer reports errors only, so
-            the end of the call is never known.
-        """
-        if self._complete:
-            return True
-        if not self.successes_reported:
-            raise errors.ConfigurationError(
-                "a publish can not be waited for with delivery_reports="
-                "'errors': Kafka reports failures only")
-        with _completion_lock:
-            if self._complete:
-                return True
-            if self._event is None:
-                self._event = threading.Event()
-            event = self._event
-        return event.wait(timeout)
-
-    def raise_for_failures(self) -> None:
-        """Raise if any message of the call is not (yet) delivered."""
-        if self.not_queued or self.failed:
-            if self.failed and all(f.error.code() in _LEADER_ERRORS
-                                   for f in self.failed):
-                cls = errors.LeaderNotAvailableError
-            else:
-                cls = errors.DeliveryFailedError
-            first = self.failed[0].error.str() if self.failed else 'queue full'
-            raise cls('%d of %d messages to topic %r were not delivered '
-                      '(first error: %s)'
-                      % (len(self.failed) + self.not_queued,
-                         self.queued + self.not_queued, self.topic, first),
-                      failed=self.failed, not_queued=self.not_queued)
-        if self.successes_reported and not self.done():
-            raise errors.DeliveryFailedError(
-                '%d of %d messages to topic %r not acknowledged in time; '
-                'they may still be delivered'
-                % (self.queued - self.reported, self.queued, self.topic))
-
-    def _seal(self, queued: int, not_queued: int) -> None:
-        # Called by the publishing thread once queueing ends. The poller
-        # counts before it reads _sealed, and this seals before it reads the
-        # count, so one of the two always sees the last report.
-        self.queued = queued
-        self.not_queued = not_queued
-        self._sealed = True
-        if self.successes_reported and \
-                self.delivered + len(self.failed) >= queued:
-            self._finish()
-
-    def _finish(self) -> None:
-        with _completion_lock:
-            self._complete = True
-            if self._event is not None:
-                self._event.set()
-        if self._unfinished is not None:
-            self._unfinished.pop(self, None)
-
-    def __repr__(self) -> str:
-        return ('<PublishResult topic=%r queued=%d delivered=%d failed=%d '
-                'not_queued=%d>' % (self.topic, self.queued, self.delivered,
-                                    len(self.failed), self.not_queued))
-
-
-def _call_safely(callback, *args) -> None:
-    try:
-        callback(*args)
-    except BaseException:
-        # A user callback must neither stop the poller (SystemExit
-        # included: it would end only that thread) nor surface in an
-        # unrelated later call.
-        LOG.exception('Kafka delivery callback %r raised', callback)
-
-
-def _forward_error(owner_ref, err) -> None:
-    owner = owner_ref()
-    if owner is not None:
-        owner._on_client_error(err)
+# librdkafka's per-message overhead within message.max.bytes (record
+# headers of the v2 format): a value of exactly message.max.bytes is
+# refused by produce(), so it is refused here, before the call queues any.
+_MESSAGE_OVERHEAD = 36
 
 
 def _int_property(config: dict, name: str, default: int) -> int:
@@ -211,12 +76,6 @@ def _int_property(config: dict, name: str, default: int) -> int:
         raise errors.ConfigurationError(
             'invalid Kafka client configuration: %s must be an integer, '
             'got %r' % (name, config[name])) from None
-
-
-# librdkafka's per-message overhead within message.max.bytes (record
-# headers of the v2 format): a value of exactly message.max.bytes is
-# refused by produce(), so it is refused here, before the call queues any.
-_MESSAGE_OVERHEAD = 36
 
 
 def _encode_value(value, position: int) -> bytes:
@@ -241,6 +100,9 @@ def _encode_key(key) -> bytes | None:
 
 
 def _serve_reports(owner_ref, handle, stop: threading.Event) -> None:
+    # Holds the producer weakly: one dropped without close() goes, thread
+    # and librdkafka handle with it, once every message it queued is
+    # reported (until then its reports hold it).
     while not stop.is_set():
         try:
             served = handle.poll(_POLL_INTERVAL)
@@ -253,7 +115,23 @@ def _serve_reports(owner_ref, handle, stop: threading.Event) -> None:
             LOG.exception('Kafka producer poller: unexpected error')
 
 
-class KafkaProducer:
+def _probe_brokers(ledger: delivery.DeliveryLedger, handle,
+                   stop: threading.Event) -> None:
+    # librdkafka says when all brokers went down, never when one came
+    # back; a metadata request tells. Apart from the poller, so reports
+    # are served while a request waits.
+    while ledger.down_since is not None and not stop.is_set():
+        try:
+            handle.list_topics(timeout=_PROBE_TIMEOUT)
+        except confluent_kafka.KafkaException:
+            stop.wait(_PROBE_TIMEOUT / 4)
+            continue
+        if ledger.down_since is not None:
+            LOG.info('Kafka is reachable again')
+        ledger.down_since = None
+
+
+class KafkaProducer(_client.Client):
     """Publishes messages to Kafka asynchronously.
 
     :param bootstrap_servers: ``"host:port,..."`` or a list of them.
@@ -261,8 +139,8 @@ class KafkaProducer:
         message of every call (``err`` is None on success), from the
         producer's poller thread. Exceptions it raises are logged.
     :param unavailable_after: seconds after which, while no broker has been
-        reachable, ``publish`` raises :class:`KafkaUnavailableError` instead
-        of queueing (0 disables it).
+        reachable, ``publish`` raises :class:`PublishUnavailableError`
+        instead of queueing (0 disables it).
     :param block_timeout: default bound, in seconds, on how long ``publish``
         may block: waiting for room in a full queue, and with ``sync=True``
         waiting for acknowledgements.
@@ -283,6 +161,9 @@ class KafkaProducer:
     :raises ConfigurationError: a property is unknown or invalid.
     """
 
+    _role = 'producer'
+    _log = LOG
+
     def __init__(self, bootstrap_servers: str | collections.abc.Iterable[str],
                  *, delivery_callback: DeliveryCallback | None = None,
                  unavailable_after: float = 10.0,
@@ -293,18 +174,14 @@ class KafkaProducer:
             raise errors.ConfigurationError(
                 "delivery_reports must be 'all' or 'errors', got %r"
                 % (delivery_reports,))
-        if 'delivery.report.only.error' in config:
-            raise errors.ConfigurationError(
-                "set delivery_reports='errors' instead of "
-                "delivery.report.only.error: the producer must know")
-        self._user_error_cb = config.pop('error_cb', None)
-        self._config = kafka_config.merge(kafka_config.PRODUCER_DEFAULTS,
-                                          bootstrap_servers, config)
+        kafka_config.refuse(config, ('delivery.report.only.error',),
+                            "set delivery_reports='errors' instead: the "
+                            "producer must know")
+        self._init_client(kafka_config.merge(kafka_config.PRODUCER_DEFAULTS,
+                                             bootstrap_servers, config))
         self._successes_reported = delivery_reports == 'all'
         if not self._successes_reported:
             self._config['delivery.report.only.error'] = True
-        owner = weakref.ref(self)
-        self._config['error_cb'] = lambda err: _forward_error(owner, err)
         self._max_bytes = _int_property(self._config, 'message.max.bytes',
                                         1000000)
         self._max_messages = _int_property(
@@ -313,17 +190,12 @@ class KafkaProducer:
         self._unavailable_after = unavailable_after
         self.block_timeout = block_timeout
         self._legal_topics: set[str] = set()
-        self._delivered_count = 0
-        self._failed_count = 0
-        self._queued_count = 0
-        self._count_lock = threading.Lock()
-        self._failure_burst: collections.Counter = collections.Counter()
-        self._last_summary = time.monotonic()
-        self._last_queue_full_log = -_FAILURE_SUMMARY_INTERVAL
-        self._down_since: float | None = None
-        self._closed = False
-        self._closing = False
+        self._last_queue_full_log = -delivery.SUMMARY_INTERVAL
+        # Calls queueing now, which close() waits for; it wakes them from
+        # a wait for room.
+        self._calls = threading.Condition(threading.Lock())
         self._publishing = 0
+        self._closing = False
         self._close_lock = threading.Lock()
         self._start()
         published.register(self)
@@ -332,55 +204,51 @@ class KafkaProducer:
 
     def _start(self) -> None:
         self._pid = os.getpid()
-        # Calls whose messages are not all reported yet, oldest first: what
-        # a consumer's commit waits for.
-        self._unfinished: dict[PublishResult, None] = {}
-        self._producer = kafka_config.create(confluent_kafka.Producer,
-                                             self._config)
+        self._producer = _client.create(confluent_kafka.Producer,
+                                        self._config)
+        self._ledger = delivery.DeliveryLedger(
+            self._successes_reported, self._delivery_callback,
+            in_flight=self._producer.__len__)
         self._stop_polling = threading.Event()
         self._room = threading.Event()
         self._room_wanted = False
-        # The thread holds the producer weakly: one dropped without close()
-        # goes, thread and librdkafka handle with it, once every message
-        # it queued is reported (until then its reports hold it).
+        self._prober: threading.Thread | None = None
         self._poller = threading.Thread(
             target=_serve_reports, name='kafka-producer-poller',
             args=(weakref.ref(self), self._producer, self._stop_polling),
             daemon=True)
         self._poller.start()
 
-    def _check_usable(self) -> None:
-        if self._closed:
-            raise errors.ClientClosedError('the Kafka producer is closed')
-        if self._pid != os.getpid():
-            # librdkafka's threads did not survive fork(): the child gets a
-            # client of its own. What the parent had queued stays the
-            # parent's to deliver and report.
-            LOG.info('Kafka producer used in a forked process (%d); '
-                     'creating a new client for it', os.getpid())
-            kafka_config.abandon_inherited(self._producer)
-            self._failure_burst.clear()
-            self._down_since = None
-            self._start()
+    def _forked(self) -> None:
+        # librdkafka's threads did not survive fork(): the child gets a
+        # client of its own. What the parent had queued stays the parent's
+        # to deliver and report.
+        LOG.info('Kafka producer used in a forked process (%d); creating a '
+                 'new client for it', os.getpid())
+        _client.abandon_inherited(self._producer)
+        self._start()
 
     def _after_poll(self, served: int) -> None:
         if served and self._room_wanted:
             self._room_wanted = False
             self._room.set()
-        if self._down_since is not None:
-            self._probe_brokers()
-        if self._failure_burst:
-            self._summarise_failures()
+        if self._ledger.failures:
+            self._ledger.failures.summarise()
+        if not self._successes_reported:
+            # Only librdkafka's count says when a flush may end.
+            self._ledger.wake()
 
-    def _probe_brokers(self) -> None:
-        # librdkafka says when all brokers went down, never when one came
-        # back; a metadata request tells.
-        try:
-            self._producer.list_topics(timeout=_PROBE_TIMEOUT)
-        except confluent_kafka.KafkaException:
-            return
-        LOG.info('Kafka is reachable again')
-        self._down_since = None
+    def _on_client_error(self, err: confluent_kafka.KafkaError) -> None:
+        if err.code() == confluent_kafka.KafkaError._ALL_BROKERS_DOWN and \
+                self._ledger.down_since is None:
+            self._ledger.down_since = time.monotonic()
+            if self._prober is None or not self._prober.is_alive():
+                self._prober = threading.Thread(
+                    target=_probe_brokers, name='kafka-producer-probe',
+                    args=(self._ledger, self._producer, self._stop_polling),
+                    daemon=True)
+                self._prober.start()
+        super()._on_client_error(err)
 
     def flush(self, timeout: float | None = None) -> int:
         """Wait until everything queued is delivered or failed.
@@ -394,15 +262,8 @@ class KafkaProducer:
         if timeout is not None:
             timeout = kafka_config.check_timeout('timeout', timeout,
                                                  zero=True)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = self._outstanding()
-            if remaining <= 0:
-                return 0
-            if deadline is not None and time.monotonic() >= deadline:
-                return remaining
-            # The poller serves the reports; this thread only watches.
-            time.sleep(0.005)
+        return self._ledger.wait_drained(
+            None if timeout is None else time.monotonic() + timeout)
 
     def close(self, timeout: float = 10.0) -> int:
         """Flush with a deadline, then purge and report what is left.
@@ -422,39 +283,38 @@ class KafkaProducer:
                 self._closed = True
                 return 0
             deadline = time.monotonic() + timeout
-            with self._count_lock:
-                self._closing = True
             # A publish waiting for room gives up now (its caller learns
-            # which messages were not queued); one queueing finishes.
-            self._room.set()
-            while self._publishing and time.monotonic() < deadline:
-                time.sleep(0.005)
-            timeout = max(0.0, deadline - time.monotonic())
-            before = self._failed_count
-            self.flush(timeout)
+            # which messages were not queued); one queueing finishes, and
+            # its messages are flushed and reported too.
+            with self._calls:
+                self._closing = True
+                self._room.set()
+                while self._publishing and time.monotonic() < deadline:
+                    self._calls.wait(deadline - time.monotonic())
+            ledger = self._ledger
+            before = ledger.failed
+            self.flush(max(0.0, deadline - time.monotonic()))
             self._closed = True
             self._stop_polling.set()
             # A slow delivery callback may hold the poller: wait for it only
-            # as long as the deadline allows, plus the end of its last turn
-            # (a poll, or a broker probe while Kafka is away).
+            # as long as the deadline allows, plus the end of its last poll.
             self._poller.join(max(0.0, deadline - time.monotonic()) +
-                              _PROBE_TIMEOUT + 2 * _POLL_INTERVAL)
+                              2 * _POLL_INTERVAL)
+            published.unregister(self)
             if self._poller.is_alive():
                 LOG.warning('Kafka producer closed while a delivery '
                             'callback was still running; %d messages '
-                            'unreported', max(0, self._outstanding()))
-                published.unregister(self)
-                return max(0, self._outstanding())
-            if self._outstanding() > 0:
+                            'unreported', ledger.outstanding())
+                return max(0, ledger.outstanding())
+            if ledger.outstanding() > 0:
                 self._producer.purge(in_queue=True, in_flight=True)
                 # Purged messages' reports are ready at once; serve them
                 # here, the poller being gone.
                 self._producer.poll(0)
                 self._producer.flush(0)
-            if self._failure_burst:
-                self._summarise_failures(force=True)
-            published.unregister(self)
-            undelivered = self._failed_count - before
+            if ledger.failures:
+                ledger.failures.summarise(force=True)
+            undelivered = ledger.failed - before
             if undelivered:
                 LOG.warning('Kafka producer closed; %d messages were not '
                             'delivered', undelivered)
@@ -474,37 +334,16 @@ class KafkaProducer:
         """
         if threading.current_thread() is self._poller:
             # From a delivery callback: those reports wait for this thread.
-            return self._outstanding()
-        if not self._successes_reported:
-            while len(self._producer) and time.monotonic() < deadline:
-                time.sleep(0.002)
-            return len(self._producer)
-        waiting = list(self._unfinished)
-        for result in waiting:
-            if not result.wait(max(0.0, deadline - time.monotonic())):
-                return sum(r.queued - r.reported for r in waiting
-                           if not r.done())
-        return 0
-
-    def __enter__(self) -> 'KafkaProducer':
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+            return max(0, self._ledger.outstanding())
+        return self._ledger.wait_published(deadline)
 
     def __len__(self) -> int:
         """Messages queued or in flight whose report has not come yet."""
-        return max(0, self._outstanding())
+        return max(0, self._ledger.outstanding())
 
-    def _outstanding(self) -> int:
-        if not self._successes_reported:
-            # Only librdkafka knows what is still on its way.
-            return len(self._producer)
-        return self._queued_count - self._delivered_count - self._failed_count
-
-    def __repr__(self) -> str:
-        return '<KafkaProducer servers=%s closed=%s>' % (
-            self._config['bootstrap.servers'], self._closed)
+    def stats(self) -> dict:
+        """Counters since construction: queued, delivered, failed, pending."""
+        return self._ledger.stats()
 
     # -- publishing ---------------------------------------------------------
 
@@ -544,8 +383,8 @@ class KafkaProducer:
             callbacks.
         :raises QueueFullError: the queue stayed full for ``timeout``.
         :raises PublishUnavailableError: (a :class:`KafkaUnavailableError`)
-            no broker has been reachable for
-            ``unavailable_after`` seconds; nothing was queued.
+            no broker has been reachable for ``unavailable_after`` seconds;
+            nothing was queued.
         """
         if self._closed or self._pid != _getpid():
             self._check_usable()
@@ -554,54 +393,40 @@ class KafkaProducer:
                 messages, collections.abc.Sequence) and not isinstance(
                     messages, (str, bytes, bytearray)) else [messages])
         if topic not in self._legal_topics:
-            self._check_topic(topic)
+            self._legal_topics.add(kafka_config.check_topic(
+                topic, errors.InvalidMessageError))
         if timeout is None:
             timeout = self.block_timeout
         elif timeout.__class__ is not float or not 0 < timeout < 1e9:
             timeout = kafka_config.check_timeout('timeout', timeout,
                                                  zero=not sync)
-        result = PublishResult(topic, callback, self._successes_reported)
+        ledger = self._ledger
         if not messages:
-            result._seal(0, 0)
+            result = ledger.open(topic)
+            ledger.seal(result, 0, 0)
             return result
         if key is not None:
             key = _encode_key(key)
         payloads = self._encode(messages, key)
-        down_since = self._down_since
-        if (down_since is not None and self._unavailable_after and
-                time.monotonic() - down_since >= self._unavailable_after):
-            raise errors.PublishUnavailableError(
-                'no Kafka broker reachable at %s for %.0f s; %d messages not '
-                'queued' % (self._config['bootstrap.servers'],
-                            time.monotonic() - down_since,
-                            len(payloads)),
-                not_queued=len(payloads))
-        if sync and not self._successes_reported:
-            raise errors.ConfigurationError(
-                "publish(sync=True) needs delivery_reports='all': with "
-                "'errors' Kafka reports failures only")
-        if sync and threading.current_thread() is self._poller:
-            raise RuntimeError('publish(sync=True) from a delivery callback '
-                               'would wait for itself')
+        self._check_publishable(len(payloads), sync)
 
-        with self._count_lock:
+        with self._calls:
             if self._closing:
                 raise errors.ClientClosedError('the Kafka producer is '
                                                'closing')
-            # close() waits for calls queueing now, so it flushes and
-            # reports their messages too.
             self._publishing += 1
         try:
-            if self._successes_reported:
-                result._unfinished = self._unfinished
-                self._unfinished[result] = None
-            unqueued = self._queue(topic, payloads, key, result, timeout)
-            queued = len(payloads) - len(unqueued)
-            result._seal(queued, len(unqueued))
-            self._count_queued(queued)
+            # Opened only now: a call refused above must not hold up the
+            # commits that wait for unfinished calls.
+            result = ledger.open(topic)
+            unqueued = self._queue(topic, payloads, key, result, timeout,
+                                   ledger.reporter(result, callback, self))
+            ledger.seal(result, len(payloads) - len(unqueued), len(unqueued))
         finally:
-            with self._count_lock:
+            with self._calls:
                 self._publishing -= 1
+                if self._closing:
+                    self._calls.notify_all()
         if unqueued:
             raise errors.QueueFullError(
                 '%s: %d of %d messages to topic %r not queued (exc.failed '
@@ -617,6 +442,23 @@ class KafkaProducer:
             result.wait(timeout)
             result.raise_for_failures()
         return result
+
+    def _check_publishable(self, count: int, sync: bool) -> None:
+        down_since = self._ledger.down_since
+        if (down_since is not None and self._unavailable_after and
+                time.monotonic() - down_since >= self._unavailable_after):
+            raise errors.PublishUnavailableError(
+                'no Kafka broker reachable at %s for %.0f s; %d messages not '
+                'queued' % (self._servers, time.monotonic() - down_since,
+                            count),
+                not_queued=count)
+        if sync and not self._successes_reported:
+            raise errors.ConfigurationError(
+                "publish(sync=True) needs delivery_reports='all': with "
+                "'errors' Kafka reports failures only")
+        if sync and threading.current_thread() is self._poller:
+            raise RuntimeError('publish(sync=True) from a delivery callback '
+                               'would wait for itself')
 
     def _encode(self, messages: list, key) -> list[bytes]:
         payloads = []
@@ -648,20 +490,14 @@ class KafkaProducer:
                    self._max_bytes, _MESSAGE_OVERHEAD))
         return payloads
 
-    def _check_topic(self, topic) -> None:
-        if not kafka_config.legal_topic(topic):
-            raise errors.InvalidMessageError(
-                kafka_config.illegal_topic_text(topic))
-        self._legal_topics.add(topic)
-
     def _queue(self, topic: str, payloads: list[bytes], key: bytes | None,
-               result: PublishResult, timeout: float) -> list[bytes]:
+               result: PublishResult, timeout: float,
+               report) -> list[bytes]:
         """Queue ``payloads`` in order; return those not queued at timeout.
 
         As many as the queue has room for go in one C call; when it is
         full, this waits for the poller to free room, up to ``timeout``.
         """
-        report = self._report_for(result)
         count = len(payloads)
         deadline = time.monotonic() + timeout
         if count == 1:
@@ -734,7 +570,7 @@ class KafkaProducer:
         now = time.monotonic()
         if now >= deadline or self._closing:
             return False
-        if now - self._last_queue_full_log >= _FAILURE_SUMMARY_INTERVAL:
+        if now - self._last_queue_full_log >= delivery.SUMMARY_INTERVAL:
             self._last_queue_full_log = now
             LOG.warning('Kafka producer queue full; publish waits up to '
                         '%.1f s for room', deadline - now)
@@ -746,90 +582,9 @@ class KafkaProducer:
         return True
 
     def _refuse(self, result, topic, queued, not_queued, index, err):
-        result._seal(queued, not_queued)
-        self._count_queued(queued)
+        self._ledger.seal(result, queued, not_queued)
         raise errors.InvalidMessageError(
             'Kafka refused message %d of the publish call to topic %r: %s; '
             '%d of the call are queued, %d not'
             % (index, topic, err.str(), queued, not_queued),
             not_queued=not_queued)
-
-    def _count_queued(self, queued: int) -> None:
-        # Counted once queueing of the call ends: reports may arrive first,
-        # so the outstanding count can dip below zero for a moment.
-        with self._count_lock:
-            self._queued_count += queued
-
-    def _report_for(self, result: PublishResult):
-        # One closure per call, run by the poller for each of its messages;
-        # kept flat because it is the per-message cost of reporting.
-        producer_callback = self._delivery_callback
-        call_callback = result._callback
-        failed = result.failed
-
-        def report(err, msg):
-            if err is None:
-                self._delivered_count += 1
-                result.delivered += 1
-                if self._down_since is not None:
-                    self._down_since = None
-            else:
-                self._failed_count += 1
-                published.note_failure()
-                self._note_failure(err, msg)
-                failed.append(FailedMessage(msg.topic(), msg.value(),
-                                            msg.key(), err))
-            if call_callback is not None:
-                _call_safely(call_callback, err, msg)
-            if producer_callback is not None:
-                _call_safely(producer_callback, err, msg)
-            if result._sealed and \
-                    result.delivered + len(failed) >= result.queued:
-                result._finish()
-        return report
-
-    # -- failures -----------------------------------------------------------
-
-    def _note_failure(self, err, msg) -> None:
-        # Log the first failure of a kind at once, then a count every
-        # _FAILURE_SUMMARY_INTERVAL: an outage must not flood the log.
-        burst_key = (msg.topic(), err.code())
-        if burst_key not in self._failure_burst:
-            LOG.error('Kafka delivery to topic %s failed: %s',
-                      msg.topic(), err.str())
-        self._failure_burst[burst_key] += 1
-
-    def _summarise_failures(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_summary < _FAILURE_SUMMARY_INTERVAL:
-            return
-        self._last_summary = now
-        for (topic, code), count in self._failure_burst.items():
-            if count > 1 or force:
-                LOG.error('Kafka delivery failures: %d messages to topic %s '
-                          '(%s)', count, topic,
-                          confluent_kafka.KafkaError(code).name())
-        self._failure_burst.clear()
-
-    def _on_client_error(self, err: confluent_kafka.KafkaError) -> None:
-        if err.code() == confluent_kafka.KafkaError._ALL_BROKERS_DOWN:
-            if self._down_since is None:
-                self._down_since = time.monotonic()
-        kafka_config.log_client_error(LOG, 'producer', err,
-                                      self._config['bootstrap.servers'])
-        if self._user_error_cb is not None:
-            _call_safely(self._user_error_cb, err)
-
-    # -- introspection ------------------------------------------------------
-
-    def stats(self) -> dict:
-        """Counters since construction: delivered, failed, pending."""
-        pending = self._outstanding()
-        delivered = self._delivered_count
-        if not self._successes_reported:
-            delivered = max(0, self._queued_count - self._failed_count -
-                            pending)
-        return {'queued': self._queued_count,
-                'delivered': delivered,
-                'failed': self._failed_count,
-                'pending': pending}

@@ -40,6 +40,7 @@ import typing
 import confluent_kafka
 from confluent_kafka import admin as kafka_admin
 
+from monasca_common.confluent_kafka import _client
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
 
@@ -108,8 +109,8 @@ class KafkaAdmin:
         self._down_reports = 0
         self._all_down = False
         self._config['error_cb'] = self._on_error
-        self._client = kafka_config.create(kafka_admin.AdminClient,
-                                           self._config)
+        self._client = _client.create(kafka_admin.AdminClient,
+                                      self._config)
         # One question at a time: the waits read shared error reports.
         self._lock = threading.Lock()
 

@@ -1,0 +1,154 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""What the producer and the consumer share around their librdkafka handle.
+
+Building the handle (errors name the property, never a secret), its log
+lines and error reports, the closed and fork guards, and the context
+manager. Each client says what a fork means for it in :meth:`_forked`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import typing
+import weakref
+
+import confluent_kafka
+
+from monasca_common.confluent_kafka import config as kafka_config
+from monasca_common.confluent_kafka import errors
+
+# librdkafka's own log lines (connection failures and the like) go to
+# Python logging under this name, not to stderr.
+LIBRDKAFKA_LOG = logging.getLogger('monasca_common.confluent_kafka.librdkafka')
+
+# librdkafka names a property by its canonical name in errors; say which
+# alias the caller used.
+_ALIASES = {
+    'queue.buffering.max.ms': 'linger.ms',
+    'compression.codec': 'compression.type',
+    'message.send.max.retries': 'retries',
+    'request.required.acks': 'acks',
+    'metadata.broker.list': 'bootstrap.servers',
+}
+
+# librdkafka handles inherited through fork(): destroying one waits for
+# threads that do not exist in the child and hangs it, so the child keeps
+# them referenced, unused, until it exits.
+_INHERITED_HANDLES: list = []
+
+
+def abandon_inherited(handle) -> None:
+    """Keep a parent process's client alive, untouched, in a child."""
+    _INHERITED_HANDLES.append(handle)
+
+
+def create(client_class: type, config: dict):
+    """Build the librdkafka client; errors name the property, not secrets."""
+    config.setdefault('logger', LIBRDKAFKA_LOG)
+    try:
+        return client_class(config)
+    except confluent_kafka.KafkaException as exc:
+        text = exc.args[0].str()
+        for canonical, alias in _ALIASES.items():
+            if '"%s"' % canonical in text and alias in config:
+                text += ' (given as "%s")' % alias
+        raise errors.ConfigurationError(
+            'invalid Kafka client configuration: %s'
+            % kafka_config.scrub(text, config)) from None
+    except (TypeError, ValueError) as exc:
+        raise errors.ConfigurationError(
+            'invalid Kafka client configuration: %s'
+            % kafka_config.scrub(str(exc), config)) from None
+
+
+def log_client_error(log: logging.Logger, role: str,
+                     err: confluent_kafka.KafkaError, servers: str) -> None:
+    """Log an error librdkafka reports outside any message."""
+    code = err.code()
+    if err.fatal():
+        log.error('Kafka %s fatal error: %s', role, err.str())
+    elif code == confluent_kafka.KafkaError._ALL_BROKERS_DOWN:
+        log.warning('Kafka %s: no broker reachable at %s', role, servers)
+    else:
+        # Connection-level trouble librdkafka retries by itself; its own
+        # log line already says so.
+        log.debug('Kafka %s: %s', role, err.str())
+
+
+def _forward_error(owner_ref, err) -> None:
+    owner = owner_ref()
+    if owner is not None:
+        owner._on_client_error(err)
+
+
+class Client:
+    """Base of the producer and the consumer.
+
+    :ivar _config: the librdkafka configuration, ``error_cb`` routed to
+        :meth:`_on_client_error` (held weakly: librdkafka's reference must
+        not keep a dropped client alive).
+    """
+
+    _role = 'client'
+    _log = logging.getLogger(__name__)
+
+    def _init_client(self, config: dict) -> None:
+        self._user_error_cb: typing.Callable | None = config.pop('error_cb',
+                                                                 None)
+        owner = weakref.ref(self)
+        config['error_cb'] = lambda err: _forward_error(owner, err)
+        self._config = config
+        self._closed = False
+        self._pid = os.getpid()
+
+    @property
+    def _servers(self) -> str:
+        return self._config['bootstrap.servers']
+
+    def _on_client_error(self, err: confluent_kafka.KafkaError) -> None:
+        log_client_error(self._log, self._role, err, self._servers)
+        if self._user_error_cb is not None:
+            try:
+                self._user_error_cb(err)
+            except BaseException:
+                self._log.exception('Kafka error callback raised')
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise errors.ClientClosedError('the Kafka %s is closed'
+                                           % self._role)
+        if self._pid != os.getpid():
+            self._forked()
+
+    def _forked(self) -> None:
+        """The client is used in a child of the process that built it."""
+        raise NotImplementedError
+
+    def close(self, timeout: float = 10.0):
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _repr_fields(self) -> str:
+        return ''
+
+    def __repr__(self) -> str:
+        return '<%s servers=%s%s closed=%s>' % (
+            type(self).__name__, self._servers, self._repr_fields(),
+            self._closed)
