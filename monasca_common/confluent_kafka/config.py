@@ -153,6 +153,17 @@ def merge(defaults: collections.abc.Mapping, servers, overrides) -> dict:
 _LEGAL_TOPIC = re.compile(r'^[a-zA-Z0-9._-]{1,249}$')
 
 
+def int_property(config: collections.abc.Mapping, name: str,
+                 default: int) -> int:
+    """An integer property of ``config``, for the client's own use."""
+    try:
+        return int(config.get(name, default))
+    except (TypeError, ValueError):
+        raise errors.ConfigurationError(
+            'invalid Kafka client configuration: %s must be an integer, '
+            'got %r' % (name, config[name])) from None
+
+
 def legal_topic(name) -> bool:
     """Kafka's rule for topic names (``.`` and ``..`` are refused too)."""
     return (isinstance(name, str) and bool(_LEGAL_TOPIC.match(name)) and

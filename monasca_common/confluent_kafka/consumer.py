@@ -30,8 +30,6 @@ while the service is busy (see :mod:`~monasca_common.confluent_kafka.member`).
 from __future__ import annotations
 
 import collections.abc
-import concurrent.futures
-import inspect
 import logging
 import os
 import threading
@@ -41,11 +39,11 @@ import typing
 import confluent_kafka
 
 from monasca_common.confluent_kafka import _client
+from monasca_common.confluent_kafka import committing
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import member as group_member
 from monasca_common.confluent_kafka import offsets as offset_ledger
-from monasca_common.confluent_kafka import published
 
 LOG = logging.getLogger(__name__)
 
@@ -53,24 +51,6 @@ KafkaError = confluent_kafka.KafkaError
 Message = confluent_kafka.Message
 TopicPartition = confluent_kafka.TopicPartition
 CommitCallback = typing.Callable[[], typing.Any]
-
-_LOG_AGAIN_AFTER = 60.0
-
-
-def _adapt_repartition_callback(callback):
-    """Call ``callback(consumer, partitions)`` or ``callback()``."""
-    if callback is None:
-        return None
-    try:
-        params = inspect.signature(callback).parameters.values()
-    except (TypeError, ValueError):
-        return callback
-    positional = [p for p in params
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    takes_args = any(p.kind == p.VAR_POSITIONAL for p in params)
-    if not positional and not takes_args:
-        return lambda consumer, partitions: callback()
-    return callback
 
 
 class KafkaConsumer(_client.Client):
@@ -145,7 +125,7 @@ class KafkaConsumer(_client.Client):
             bootstrap_servers, group_id, timeout, fetch_min_bytes, client_id,
             config))
         self._topics = self._topic_list(topic)
-        self._repartition_callback = _adapt_repartition_callback(
+        self._repartition_callback = group_member.adapt_repartition_callback(
             repartition_callback)
         self._commit_callback = commit_callback
         self._max_commit_interval = max_commit_interval
@@ -171,8 +151,8 @@ class KafkaConsumer(_client.Client):
         self._ledger = offset_ledger.OffsetLedger(
             self._topics[0] if len(self._topics) == 1 else None)
         self._last_commit = time.monotonic()
-        self._failures_seen = published.failures()
-        self._logged: dict = {}
+        self._committer = committing.Committer(
+            self._ledger, self._commit_timeout, self._deliver_before_commit)
         self._config['on_commit'] = self._on_commit
         self._consumer = _client.create(confluent_kafka.Consumer,
                                         self._config)
@@ -325,28 +305,25 @@ class KafkaConsumer(_client.Client):
     # -- rebalancing (reading thread) ---------------------------------------
 
     def _serve_revocations(self) -> None:
-        member = self._member
-        while member.revocations:
-            revocation = member.revocations.popleft()
-            member.drop_buffered(revocation.keys)
-            if not revocation.abandoned:
-                if self._repartition_callback is not None:
-                    try:
-                        self._repartition_callback(self,
-                                                   revocation.partitions)
-                    except Exception:
-                        LOG.exception('Kafka repartition callback raised')
-                try:
-                    self._commit(only=revocation.keys, revoking=True)
-                except (errors.CommitFailedError,
-                        offset_ledger.CommitDeferred) as exc:
-                    LOG.error('Kafka commit on revoke failed: %s; what was '
-                              'handed of %s since will come again to its '
-                              'new owner', exc, offset_ledger.describe(
-                                  revocation.partitions))
+        self._member.serve_revocations(self._release)
+
+    def _release(self, revocation) -> None:
+        if revocation.abandoned:
+            # Lost, not revoked: another member may own them already.
             self._ledger.forget(revocation.keys)
-            revocation.done.set()
-            member._wake.set()
+            return
+        if self._repartition_callback is not None:
+            try:
+                self._repartition_callback(self, revocation.partitions)
+            except Exception:
+                LOG.exception('Kafka repartition callback raised')
+        try:
+            self._commit(only=revocation.keys, revoking=True)
+        except (errors.CommitFailedError, offset_ledger.CommitDeferred) as exc:
+            LOG.error('Kafka commit on revoke failed: %s; what was handed of '
+                      '%s since will come again to its new owner', exc,
+                      offset_ledger.describe(revocation.partitions))
+        self._ledger.forget(revocation.keys)
 
     # -- committing ---------------------------------------------------------
 
@@ -377,104 +354,15 @@ class KafkaConsumer(_client.Client):
             if raise_errors:
                 raise errors.CommitFailedError(str(exc),
                                                exc.partitions) from None
-            self._log_once(exc.reason, '%s', exc)
+            self._committer.log_once(exc.reason, '%s', exc)
             return exc.committed
 
-    def _commit(self, only=None, asynchronous=False, revoking=False):
-        """Commit what was handed out (``only``: for these partitions).
-
-        :raises CommitDeferred: nothing or not all committed, for a reason
-            that passes; what is not committed stays pending.
-        """
-        member = self._member
-        if member is None:
+    def _commit(self, only=None, revoking=False,
+                asynchronous=False) -> list[TopicPartition]:
+        if self._member is None:
             return []
-        pending = self._ledger.pending(member.assigned, only)
-        if not pending:
-            return []
-        deadline = time.monotonic() + self._commit_timeout
-        if self._deliver_before_commit:
-            self._await_outputs(pending, deadline, revoking)
-        offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
-        future = member.commit(offsets, asynchronous)
-        if asynchronous:
-            future.add_done_callback(self._record_async)
-            return offsets
-        try:
-            result = self._wait_commit(future, deadline)
-        except confluent_kafka.KafkaException as exc:
-            if exc.args[0].code() == KafkaError._NO_OFFSET:
-                return []
-            raise offset_ledger.commit_error(exc.args[0], offsets) from None
-        return self._ledger.settle(result)
-
-    def _wait_commit(self, future, deadline):
-        try:
-            return future.result(max(0.0, deadline - time.monotonic()))
-        except concurrent.futures.TimeoutError:
-            raise confluent_kafka.KafkaException(KafkaError(
-                KafkaError._TIMED_OUT,
-                'Kafka did not answer within %.1f s (commit_timeout); it '
-                'may still land' % self._commit_timeout)) from None
-
-    def _record_async(self, future) -> None:
-        try:
-            self._ledger.settle(future.result())
-        except Exception as exc:
-            self._log_once('async', 'Kafka asynchronous commit: %s', exc)
-
-    def _await_outputs(self, pending, deadline, revoking) -> None:
-        """Wait for what was published; rewind if an output failed."""
-        unreported = published.await_delivery(deadline)
-        described = ', '.join('%s[%d]' % key for key in pending)
-        partitions = [(t, p, o, None) for (t, p), o in pending.items()]
-        if unreported:
-            raise offset_ledger.CommitDeferred(
-                'outputs', 'Kafka commit of %s waits: %d messages the process '
-                'published before it are not yet in Kafka; the offsets stay '
-                'pending' % (described, unreported), partitions)
-        failures = published.failures()
-        if failures == self._failures_seen:
-            return
-        self._failures_seen = failures
-        if not revoking:
-            self._rewind(pending)
-        raise offset_ledger.CommitDeferred(
-            'outputs', 'Kafka commit of %s not done: messages the process '
-            'published since the last commit failed; what was read since '
-            'then is read again' % described, partitions)
-
-    def _rewind(self, pending) -> None:
-        ledger = self._ledger
-
-        def rewind(consumer):
-            known = {key: ledger.committed(key) for key in pending}
-            unknown = [TopicPartition(*key) for key, off in known.items()
-                       if off is None]
-            if unknown:
-                for tp in consumer.committed(unknown,
-                                             timeout=self._commit_timeout):
-                    known[(tp.topic, tp.partition)] = tp.offset
-            self._member.drop_buffered(set(pending))
-            for (topic, partition), offset in known.items():
-                if offset is None or offset < 0:
-                    offset = confluent_kafka.OFFSET_BEGINNING
-                consumer.seek(TopicPartition(topic, partition, offset))
-            ledger.forget_handed(pending)
-        try:
-            self._member.call(rewind, self._commit_timeout)
-        except Exception as exc:
-            LOG.error('Kafka consumer could not rewind %s: %s',
-                      ', '.join('%s[%d]' % key for key in pending), exc)
-
-    def _log_once(self, reason, text, *args) -> None:
-        now = time.monotonic()
-        if now - self._logged.get(reason, -_LOG_AGAIN_AFTER) >= \
-                _LOG_AGAIN_AFTER:
-            self._logged[reason] = now
-            LOG.warning(text, *args)
-        else:
-            LOG.debug(text, *args)
+        return self._committer.commit(self._member, only, revoking,
+                                      asynchronous)
 
     # -- flow control -------------------------------------------------------
 
@@ -494,12 +382,7 @@ class KafkaConsumer(_client.Client):
         member = self._join()
         keys = ({(tp.topic, tp.partition) for tp in partitions} if partitions
                 else set(member.assigned))
-        next_offsets = {key: offset for key, offset in
-                        self._ledger.pending(None, keys).items()}
-        next_offsets.update(
-            {key: self._ledger.committed(key) for key in keys
-             if key not in next_offsets and
-             self._ledger.committed(key) is not None})
+        next_offsets = self._ledger.next_offsets(keys)
         member.call(lambda consumer: member.pause(keys, next_offsets),
                     self._commit_timeout)
 

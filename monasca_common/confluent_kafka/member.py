@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import inspect
 import logging
 import threading
 import time
@@ -216,6 +217,20 @@ class GroupMember:
         if keys:
             self.consumer.resume([confluent_kafka.TopicPartition(*k)
                                   for k in keys])
+
+    def serve_revocations(self, release) -> None:
+        """On the reading thread: let go of what rebalances take away.
+
+        ``release(revocation)`` runs the service's callback and the commit
+        (unless the partitions are already lost) and forgets them; then
+        the member may give them up.
+        """
+        while self.revocations:
+            revocation = self.revocations.popleft()
+            self.drop_buffered(revocation.keys)
+            release(revocation)
+            revocation.done.set()
+            self._wake.set()
 
     def drop_buffered(self, keys) -> dict[Key, int]:
         """Remove buffered messages of ``keys``; their first offsets."""
@@ -425,3 +440,19 @@ class GroupMember:
     @property
     def thread(self) -> threading.Thread:
         return self._thread
+
+
+def adapt_repartition_callback(callback):
+    """Call ``callback(consumer, partitions)`` or ``callback()``."""
+    if callback is None:
+        return None
+    try:
+        params = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):
+        return callback
+    positional = [p for p in params
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_args = any(p.kind == p.VAR_POSITIONAL for p in params)
+    if not positional and not takes_args:
+        return lambda consumer, partitions: callback()
+    return callback

@@ -169,6 +169,17 @@ class OffsetLedger:
         raise errors.CommitFailedError('Kafka commit failed for %s' % detail,
                                        partitions)
 
+    def next_offsets(self, keys: typing.Iterable[Key]) -> dict[Key, int]:
+        """Where each partition resumes reading.
+
+        After the last message handed out, or else at the last commit.
+        """
+        found = self.pending(None, set(keys))
+        for key in keys:
+            if key not in found and self._committed.get(key) is not None:
+                found[key] = self._committed[key]
+        return found
+
     def committed(self, key: Key) -> int | None:
         """The offset last committed through this ledger, if any."""
         return self._committed.get(key)

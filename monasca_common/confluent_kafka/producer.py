@@ -43,8 +43,10 @@ import confluent_kafka
 from monasca_common.confluent_kafka import _client
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import delivery
+from monasca_common.confluent_kafka import encoding
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import published
+from monasca_common.confluent_kafka import queueing
 
 LOG = logging.getLogger(__name__)
 
@@ -59,44 +61,6 @@ _getpid = os.getpid
 _POLL_INTERVAL = 0.1
 # How long one metadata request of the broker probe may take.
 _PROBE_TIMEOUT = 1.0
-# Longest wait for room in a full queue between two attempts.
-_ROOM_WAIT = 0.01
-_QUEUE_FULL = confluent_kafka.KafkaError(
-    confluent_kafka.KafkaError._QUEUE_FULL)
-# librdkafka's per-message overhead within message.max.bytes (record
-# headers of the v2 format): a value of exactly message.max.bytes is
-# refused by produce(), so it is refused here, before the call queues any.
-_MESSAGE_OVERHEAD = 36
-
-
-def _int_property(config: dict, name: str, default: int) -> int:
-    try:
-        return int(config.get(name, default))
-    except (TypeError, ValueError):
-        raise errors.ConfigurationError(
-            'invalid Kafka client configuration: %s must be an integer, '
-            'got %r' % (name, config[name])) from None
-
-
-def _encode_value(value, position: int) -> bytes:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, str):
-        return value.encode('utf-8')
-    raise TypeError('message %d of the publish call is %s; messages must be '
-                    'str or bytes' % (position, type(value).__name__))
-
-
-def _encode_key(key) -> bytes | None:
-    if key is None or isinstance(key, bytes):
-        return key
-    if isinstance(key, str):
-        return key.encode('utf-8')
-    if isinstance(key, int) and not isinstance(key, bool):
-        # The old client's keys were millisecond timestamps given as ints.
-        return str(key).encode('ascii')
-    raise TypeError('message key is %s; keys must be str, bytes or int'
-                    % type(key).__name__)
 
 
 def _serve_reports(owner_ref, handle, stop: threading.Event) -> None:
@@ -182,15 +146,14 @@ class KafkaProducer(_client.Client):
         self._successes_reported = delivery_reports == 'all'
         if not self._successes_reported:
             self._config['delivery.report.only.error'] = True
-        self._max_bytes = _int_property(self._config, 'message.max.bytes',
-                                        1000000)
-        self._max_messages = _int_property(
+        self._max_bytes = kafka_config.int_property(
+            self._config, 'message.max.bytes', 1000000)
+        self._max_messages = kafka_config.int_property(
             self._config, 'queue.buffering.max.messages', 100000)
         self._delivery_callback = delivery_callback
         self._unavailable_after = unavailable_after
         self.block_timeout = block_timeout
         self._legal_topics: set[str] = set()
-        self._last_queue_full_log = -delivery.SUMMARY_INTERVAL
         # Calls queueing now, which close() waits for; it wakes them from
         # a wait for room.
         self._calls = threading.Condition(threading.Lock())
@@ -210,8 +173,7 @@ class KafkaProducer(_client.Client):
             self._successes_reported, self._delivery_callback,
             in_flight=self._producer.__len__)
         self._stop_polling = threading.Event()
-        self._room = threading.Event()
-        self._room_wanted = False
+        self._queue = queueing.SendQueue(self._producer, self._max_messages)
         self._prober: threading.Thread | None = None
         self._poller = threading.Thread(
             target=_serve_reports, name='kafka-producer-poller',
@@ -229,9 +191,8 @@ class KafkaProducer(_client.Client):
         self._start()
 
     def _after_poll(self, served: int) -> None:
-        if served and self._room_wanted:
-            self._room_wanted = False
-            self._room.set()
+        if served:
+            self._queue.freed()
         if self._ledger.failures:
             self._ledger.failures.summarise()
         if not self._successes_reported:
@@ -288,7 +249,7 @@ class KafkaProducer(_client.Client):
             # its messages are flushed and reported too.
             with self._calls:
                 self._closing = True
-                self._room.set()
+                self._queue.stop_waiting()
                 while self._publishing and time.monotonic() < deadline:
                     self._calls.wait(deadline - time.monotonic())
             ledger = self._ledger
@@ -406,8 +367,8 @@ class KafkaProducer(_client.Client):
             ledger.seal(result, 0, 0)
             return result
         if key is not None:
-            key = _encode_key(key)
-        payloads = self._encode(messages, key)
+            key = encoding.encode_key(key)
+        payloads = encoding.encode_all(messages, key, self._max_bytes)
         self._check_publishable(len(payloads), sync)
 
         with self._calls:
@@ -419,8 +380,17 @@ class KafkaProducer(_client.Client):
             # Opened only now: a call refused above must not hold up the
             # commits that wait for unfinished calls.
             result = ledger.open(topic)
-            unqueued = self._queue(topic, payloads, key, result, timeout,
-                                   ledger.reporter(result, callback, self))
+
+            def refuse(queued, not_queued, index, err):
+                ledger.seal(result, queued, not_queued)
+                raise errors.InvalidMessageError(
+                    'Kafka refused message %d of the publish call to topic '
+                    '%r: %s; %d of the call are queued, %d not'
+                    % (index, topic, err.str(), queued, not_queued),
+                    not_queued=not_queued)
+            unqueued = self._queue.put(
+                topic, payloads, key, ledger.reporter(result, callback, self),
+                time.monotonic() + timeout, refuse)
             ledger.seal(result, len(payloads) - len(unqueued), len(unqueued))
         finally:
             with self._calls:
@@ -435,7 +405,7 @@ class KafkaProducer(_client.Client):
                     if self._closing else
                     'Kafka producer queue full for %.1f s' % timeout,
                     len(unqueued), len(payloads), topic),
-                failed=[FailedMessage(topic, p, key, _QUEUE_FULL)
+                failed=[FailedMessage(topic, p, key, queueing.QUEUE_FULL)
                         for p in unqueued],
                 not_queued=len(unqueued))
         if sync:
@@ -459,132 +429,3 @@ class KafkaProducer(_client.Client):
         if sync and threading.current_thread() is self._poller:
             raise RuntimeError('publish(sync=True) from a delivery callback '
                                'would wait for itself')
-
-    def _encode(self, messages: list, key) -> list[bytes]:
-        payloads = []
-        append = payloads.append
-        for message in messages:
-            kind = type(message)
-            if kind is bytes:
-                append(message)
-            elif kind is str:
-                append(message.encode('utf-8'))
-            else:
-                append(_encode_value(message, len(payloads)))
-        key_size = len(key) if key else 0
-        limit = self._max_bytes - _MESSAGE_OVERHEAD - key_size
-        if limit < 0:
-            raise errors.InvalidMessageError(
-                'the message key is %d bytes, over the producer limit '
-                'message.max.bytes=%d; nothing of the call was queued'
-                % (key_size, self._max_bytes))
-        if max(map(len, payloads)) > limit:
-            position, payload = next((i, p) for i, p in enumerate(payloads)
-                                     if len(p) > limit)
-            raise errors.InvalidMessageError(
-                'message %d of the publish call is %d bytes%s, over the '
-                'producer limit message.max.bytes=%d (%d bytes of each '
-                'message are librdkafka\'s); nothing of the call was queued'
-                % (position, len(payload),
-                   ' with a %d-byte key' % key_size if key_size else '',
-                   self._max_bytes, _MESSAGE_OVERHEAD))
-        return payloads
-
-    def _queue(self, topic: str, payloads: list[bytes], key: bytes | None,
-               result: PublishResult, timeout: float,
-               report) -> list[bytes]:
-        """Queue ``payloads`` in order; return those not queued at timeout.
-
-        As many as the queue has room for go in one C call; when it is
-        full, this waits for the poller to free room, up to ``timeout``.
-        """
-        count = len(payloads)
-        deadline = time.monotonic() + timeout
-        if count == 1:
-            return self._queue_each(topic, payloads, key, report, result,
-                                    deadline, 0)
-        produce_batch = self._producer.produce_batch
-        position = 0
-        while position < count:
-            room = self._max_messages - len(self._producer)
-            if room > 0:
-                end = min(count, position + room)
-                chunk = payloads[position:end]
-                batch = ([{'value': p} for p in chunk] if key is None else
-                         [{'value': p, 'key': key} for p in chunk])
-                queued = produce_batch(topic, batch, on_delivery=report)
-                if queued == len(batch):
-                    position = end
-                    continue
-                refused = [i for i, m in enumerate(batch) if '_error' in m]
-                first = batch[refused[0]]['_error']
-                if any(batch[i]['_error'].code() != _QUEUE_FULL.code()
-                       for i in refused):
-                    self._refuse(result, topic, position + queued,
-                                 count - position - queued,
-                                 position + refused[0], first)
-                if refused[0] == queued:
-                    # The queue filled up at message ``queued``: the rest
-                    # waits for room, in order.
-                    position += queued
-                else:
-                    # Another thread took the room meanwhile: the refused
-                    # ones follow the later ones of this chunk.
-                    unqueued = self._queue_each(
-                        topic, [chunk[i] for i in refused], key, report,
-                        result, deadline, position + queued)
-                    if unqueued:
-                        return unqueued + payloads[end:]
-                    position = end
-                    continue
-            if not self._wait_for_room(deadline):
-                break
-        return payloads[position:]
-
-    def _queue_each(self, topic, payloads, key, report, result, deadline,
-                    already):
-        """Queue one by one, in order, waiting until ``deadline`` for room.
-
-        :returns: the payloads not queued (a suffix of ``payloads``).
-        """
-        produce = self._producer.produce
-        position = 0
-        count = len(payloads)
-        while position < count:
-            try:
-                for position in range(position, count):
-                    produce(topic, payloads[position], key,
-                            on_delivery=report)
-                position = count
-            except BufferError:
-                if not self._wait_for_room(deadline):
-                    break
-            except confluent_kafka.KafkaException as exc:
-                self._refuse(result, topic, already + position,
-                             count - position, already + position,
-                             exc.args[0])
-        return payloads[position:]
-
-    def _wait_for_room(self, deadline: float) -> bool:
-        """Wait a moment for room in the queue; False past ``deadline``."""
-        now = time.monotonic()
-        if now >= deadline or self._closing:
-            return False
-        if now - self._last_queue_full_log >= delivery.SUMMARY_INTERVAL:
-            self._last_queue_full_log = now
-            LOG.warning('Kafka producer queue full; publish waits up to '
-                        '%.1f s for room', deadline - now)
-        # The poller frees room as it serves reports and says so; the cap
-        # covers a report served between the failed attempt and this wait.
-        self._room_wanted = True
-        self._room.wait(min(deadline - now, _ROOM_WAIT))
-        self._room.clear()
-        return True
-
-    def _refuse(self, result, topic, queued, not_queued, index, err):
-        self._ledger.seal(result, queued, not_queued)
-        raise errors.InvalidMessageError(
-            'Kafka refused message %d of the publish call to topic %r: %s; '
-            '%d of the call are queued, %d not'
-            % (index, topic, err.str(), queued, not_queued),
-            not_queued=not_queued)

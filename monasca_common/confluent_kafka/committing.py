@@ -1,0 +1,154 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""What one commit does, from the offsets pending to Kafka's answer.
+
+1. Take from the offset ledger what the commit covers (handed out since
+   the last commit, in partitions still owned).
+2. Wait until Kafka has what the process published before it (see
+   :mod:`~monasca_common.confluent_kafka.published`). If an output failed
+   since the last commit, commit nothing and rewind the partitions to
+   their committed offsets: what was read since is read, and its outputs
+   published, again.
+3. Have the member thread commit, synchronously, within ``commit_timeout``,
+   and settle the answer in the ledger.
+
+A commit that does not happen for a reason that passes raises
+:class:`~monasca_common.confluent_kafka.offsets.CommitDeferred`; its
+offsets stay pending for the next commit.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+
+import confluent_kafka
+
+from monasca_common.confluent_kafka import offsets as offset_ledger
+from monasca_common.confluent_kafka import published
+
+LOG = logging.getLogger('monasca_common.confluent_kafka.consumer')
+
+KafkaError = confluent_kafka.KafkaError
+TopicPartition = confluent_kafka.TopicPartition
+# A reason for a deferred commit is logged once a minute, not each time.
+_LOG_AGAIN_AFTER = 60.0
+
+
+class Committer:
+    """Commits a consumer's handed offsets; see the module.
+
+    :param commit_timeout: seconds one commit may take, in all: the wait
+        for published messages, then Kafka's answer.
+    :param deliver_before_commit: wait for published messages first.
+    """
+
+    def __init__(self, ledger: offset_ledger.OffsetLedger,
+                 commit_timeout: float, deliver_before_commit: bool = True):
+        self._ledger = ledger
+        self._timeout = commit_timeout
+        self._deliver_first = deliver_before_commit
+        self._failures_seen = published.failures()
+        self._logged: dict[str, float] = {}
+
+    def commit(self, member, only=None, revoking: bool = False,
+               asynchronous: bool = False) -> list[TopicPartition]:
+        """Commit what was handed out (``only``: for these partitions).
+
+        :returns: the offsets committed (sent, if ``asynchronous``).
+        :raises CommitDeferred: nothing or not all committed, for a reason
+            that passes; what is not committed stays pending.
+        :raises CommitFailedError: Kafka refused the commit for good.
+        """
+        pending = self._ledger.pending(member.assigned, only)
+        if not pending:
+            return []
+        deadline = time.monotonic() + self._timeout
+        if self._deliver_first:
+            self._await_outputs(member, pending, deadline, revoking)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
+        future = member.commit(offsets, asynchronous)
+        if asynchronous:
+            future.add_done_callback(self._settle_later)
+            return offsets
+        try:
+            result = future.result(max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            raise offset_ledger.commit_error(KafkaError(
+                KafkaError._TIMED_OUT,
+                'Kafka did not answer within %.1f s (commit_timeout); it '
+                'may still land' % self._timeout), offsets) from None
+        except confluent_kafka.KafkaException as exc:
+            if exc.args[0].code() == KafkaError._NO_OFFSET:
+                return []
+            raise offset_ledger.commit_error(exc.args[0], offsets) from None
+        return self._ledger.settle(result)
+
+    def _settle_later(self, future) -> None:
+        try:
+            self._ledger.settle(future.result())
+        except Exception as exc:
+            self.log_once('async', 'Kafka asynchronous commit: %s', exc)
+
+    def _await_outputs(self, member, pending, deadline, revoking) -> None:
+        unreported = published.await_delivery(deadline)
+        described = ', '.join('%s[%d]' % key for key in pending)
+        partitions = [(t, p, o, None) for (t, p), o in pending.items()]
+        if unreported:
+            raise offset_ledger.CommitDeferred(
+                'outputs', 'Kafka commit of %s waits: %d messages the process '
+                'published before it are not yet in Kafka; the offsets stay '
+                'pending' % (described, unreported), partitions)
+        failures = published.failures()
+        if failures == self._failures_seen:
+            return
+        self._failures_seen = failures
+        if not revoking:
+            self._rewind(member, pending)
+        raise offset_ledger.CommitDeferred(
+            'outputs', 'Kafka commit of %s not done: messages the process '
+            'published since the last commit failed; what was read since '
+            'then is read again' % described, partitions)
+
+    def _rewind(self, member, pending) -> None:
+        ledger = self._ledger
+
+        def rewind(consumer):
+            known = {key: ledger.committed(key) for key in pending}
+            unknown = [TopicPartition(*key) for key, off in known.items()
+                       if off is None]
+            if unknown:
+                for tp in consumer.committed(unknown, timeout=self._timeout):
+                    known[(tp.topic, tp.partition)] = tp.offset
+            member.drop_buffered(set(pending))
+            for (topic, partition), offset in known.items():
+                if offset is None or offset < 0:
+                    offset = confluent_kafka.OFFSET_BEGINNING
+                consumer.seek(TopicPartition(topic, partition, offset))
+            ledger.forget_handed(pending)
+        try:
+            member.call(rewind, self._timeout)
+        except Exception as exc:
+            LOG.error('Kafka consumer could not rewind %s: %s',
+                      ', '.join('%s[%d]' % key for key in pending), exc)
+
+    def log_once(self, reason: str, text: str, *args) -> None:
+        """Log at warning once a minute per ``reason``, else at debug."""
+        now = time.monotonic()
+        if now - self._logged.get(reason, -_LOG_AGAIN_AFTER) >= \
+                _LOG_AGAIN_AFTER:
+            self._logged[reason] = now
+            LOG.warning(text, *args)
+        else:
+            LOG.debug(text, *args)
