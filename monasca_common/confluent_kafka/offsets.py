@@ -152,8 +152,11 @@ class OffsetLedger:
         :raises CommitFailedError: some were not, for good.
         """
         done = [tp for tp in result if tp.error is None]
+        # An answer that comes after its partition was revoked is not
+        # recorded: the next owner commits from there on.
         self.record_commit(((tp.topic, tp.partition), tp.offset)
-                           for tp in done)
+                           for tp in done if self._handed_key(tp) in
+                           self.handed)
         failed = [tp for tp in result if tp.error is not None]
         if not failed:
             return done
@@ -183,6 +186,11 @@ class OffsetLedger:
     def committed(self, key: Key) -> int | None:
         """The offset last committed through this ledger, if any."""
         return self._committed.get(key)
+
+    def _handed_key(self, tp) -> Key | int:
+        if self.single_topic is not None:
+            return tp.partition
+        return (tp.topic, tp.partition)
 
     def forget(self, keys: typing.Iterable[Key]) -> None:
         """The partitions left the assignment, or were rewound."""

@@ -13,9 +13,12 @@
 """The offset ledger and the publish barrier, without a broker."""
 
 import time
+import types
 
+import confluent_kafka
 import pytest
 
+from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import offsets
 from monasca_common.confluent_kafka import published
 
@@ -87,3 +90,68 @@ def test_barrier_costs_nothing_without_producers():
     started = time.monotonic()
     assert published.await_delivery(time.monotonic() + 10) == 0
     assert time.monotonic() - started < 1
+
+
+def answer(topic, partition, offset, code=None):
+    """A TopicPartition of Kafka's answer (its error is read-only there)."""
+    return types.SimpleNamespace(
+        topic=topic, partition=partition, offset=offset,
+        error=None if code is None else confluent_kafka.KafkaError(code))
+
+
+def test_settle_records_what_kafka_took_and_defers_what_passes():
+    ledger = offsets.OffsetLedger('t')
+    ledger.hand(Message('t', 0, 4))
+    ledger.hand(Message('t', 1, 8))
+    with pytest.raises(offsets.CommitDeferred) as info:
+        ledger.settle([answer('t', 0, 5),
+                       answer('t', 1, 9,
+                              confluent_kafka.KafkaError.
+                              REBALANCE_IN_PROGRESS)])
+    assert [(tp.topic, tp.partition) for tp in info.value.committed] == [
+        ('t', 0)]
+    assert info.value.partitions[0][:3] == ('t', 1, 9)
+    # Partition 1 stays pending for the next commit; 0 is done.
+    assert ledger.pending() == {('t', 1): 9}
+
+
+def test_settle_raises_for_an_error_that_does_not_pass():
+    ledger = offsets.OffsetLedger('t')
+    ledger.hand(Message('t', 0, 4))
+    with pytest.raises(errors.CommitFailedError, match='t\\[0\\]@5'):
+        ledger.settle([answer('t', 0, 5, confluent_kafka.KafkaError.
+                              TOPIC_AUTHORIZATION_FAILED)])
+    assert ledger.pending() == {('t', 0): 5}
+
+
+def test_an_answer_after_the_revoke_is_not_recorded():
+    # The commit was sent, the partition revoked and forgotten, then the
+    # answer came: the partition's next owner commits from there on.
+    ledger = offsets.OffsetLedger(None)
+    ledger.hand(Message('t', 0, 4))
+    pending = ledger.pending()
+    ledger.forget(pending)
+    assert ledger.settle([answer('t', 0, 5)]) == [answer('t', 0, 5)]
+    assert ledger.committed(('t', 0)) is None
+
+
+@pytest.mark.parametrize('code, kind', [
+    (confluent_kafka.KafkaError.ILLEGAL_GENERATION, offsets.CommitDeferred),
+    (confluent_kafka.KafkaError._TIMED_OUT, offsets.CommitDeferred),
+    (confluent_kafka.KafkaError.GROUP_AUTHORIZATION_FAILED,
+     errors.CommitFailedError),
+])
+def test_a_whole_commit_failing(code, kind):
+    offsets_sent = [answer('t', 0, 5)]
+    raised = offsets.commit_error(confluent_kafka.KafkaError(code),
+                                  offsets_sent)
+    assert isinstance(raised, kind)
+    assert raised.partitions[0][:3] == ('t', 0, 5)
+
+
+def test_pause_resumes_after_the_handed_or_at_the_committed():
+    ledger = offsets.OffsetLedger('t')
+    ledger.hand(Message('t', 0, 4))
+    ledger.record_commit([(('t', 1), 30)])
+    assert ledger.next_offsets([('t', 0), ('t', 1), ('t', 2)]) == {
+        ('t', 0): 5, ('t', 1): 30}
