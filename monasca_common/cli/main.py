@@ -155,7 +155,7 @@ def cmd_healthcheck(args) -> int:
     from oslo_config import cfg
 
     from monasca_common.healthcheck.checks import kafka_check
-    from monasca_common.kafka import opts
+    from monasca_common.healthcheck import opts
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
     conf.set_override('kafka_url', args.bootstrap_servers,

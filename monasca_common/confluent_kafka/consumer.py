@@ -200,13 +200,13 @@ class KafkaConsumer(_client.Client):
         timed = self._commit_callback is not None
         while not self._stop:
             if revocations:
-                self._serve_revocations()
+                member.serve_revocations(self._release)
             if not buffer:
-                self._wait_for_messages(self._wait_time())
+                self._wait_for_messages(member, self._wait_time())
             while buffer:
                 if revocations:
                     # Buffered messages of revoked partitions go first.
-                    self._serve_revocations()
+                    member.serve_revocations(self._release)
                     continue
                 try:
                     message = buffer.popleft()
@@ -245,13 +245,13 @@ class KafkaConsumer(_client.Client):
         member = self._join()
         self._check_commit_interval()
         if member.revocations:
-            self._serve_revocations()
+            member.serve_revocations(self._release)
         if not member.buffer:
-            self._wait_for_messages(self._wait_time(timeout))
+            self._wait_for_messages(member, self._wait_time(timeout))
             if member.revocations:
-                self._serve_revocations()
+                member.serve_revocations(self._release)
         buffer = member.buffer
-        batch = []
+        batch: list[Message] = []
         hand = self._ledger.hand
         while buffer and len(batch) < max_messages:
             try:
@@ -282,15 +282,16 @@ class KafkaConsumer(_client.Client):
         due = self._last_commit + self._max_commit_interval - time.monotonic()
         return max(0.0, min(wait, due))
 
-    def _wait_for_messages(self, timeout: float) -> None:
-        member = self._member
+    def _wait_for_messages(self, member: group_member.GroupMember,
+                           timeout: float) -> None:
         with member.ready:
             if not (member.buffer or member.revocations or self._stop or
                     member.fatal is not None) and timeout > 0:
                 member.ready.wait(timeout)
-        if member.fatal is not None:
+        fatal = member.fatal
+        if fatal is not None:
             raise errors.ConsumerError('Kafka consumer error: %s'
-                                       % member.fatal.str())
+                                       % fatal.str())
 
     def _check_commit_interval(self) -> None:
         if self._commit_callback is None:
@@ -303,9 +304,6 @@ class KafkaConsumer(_client.Client):
             self._commit_callback()
 
     # -- rebalancing (reading thread) ---------------------------------------
-
-    def _serve_revocations(self) -> None:
-        self._member.serve_revocations(self._release)
 
     def _release(self, revocation) -> None:
         if revocation.abandoned:

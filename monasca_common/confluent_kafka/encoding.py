@@ -57,7 +57,7 @@ def encode_all(messages: list, key: bytes | None,
     :raises TypeError: a message is neither str nor bytes.
     :raises InvalidMessageError: a message (or the key) is too large.
     """
-    payloads = []
+    payloads: list[bytes] = []
     append = payloads.append
     for message in messages:
         kind = type(message)

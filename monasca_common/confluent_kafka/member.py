@@ -280,8 +280,9 @@ class GroupMember:
             good = [m for m in messages if m.error() is None]
             if len(good) != len(messages):
                 for message in messages:
-                    if message.error() is not None:
-                        self._on_message_error(message.error())
+                    err = message.error()
+                    if err is not None:
+                        self._on_message_error(err)
             if self._assignment_changed:
                 # A rebalance ran inside this poll: messages fetched
                 # before it for partitions now gone must not be handed.

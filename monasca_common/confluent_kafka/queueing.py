@@ -79,8 +79,9 @@ class SendQueue:
             if room > 0:
                 end = min(count, position + room)
                 chunk = payloads[position:end]
-                batch = ([{'value': p} for p in chunk] if key is None else
-                         [{'value': p, 'key': key} for p in chunk])
+                batch: list[dict[str, typing.Any]] = (
+                    [{'value': p} for p in chunk] if key is None else
+                    [{'value': p, 'key': key} for p in chunk])
                 queued = produce_batch(topic, batch, on_delivery=report)
                 if queued == len(batch):
                     position = end

@@ -294,7 +294,7 @@ class KafkaAdmin:
             # librdkafka fails the whole request, with one vague error,
             # when none of its partitions exists: those are answered here.
             known = self._metadata(deadline).topics
-            answers = {}
+            answers: OffsetAnswers = {}
             for tp in list(specs):
                 topic = known.get(tp.topic)
                 if topic is None or tp.partition not in topic.partitions:

@@ -10,45 +10,12 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""oslo.config options of the Kafka module.
+"""The earlier home of the health check's options.
 
-They live in a group of their own (``[kafka_healthcheck]``), so they never
-clash with the ``[kafka]`` options the services define themselves; client
-tuning reaches the clients as librdkafka properties from each service.
-``list_opts`` feeds oslo-config-generator (entry point
-``monasca_common.kafka``).
-
-``kafka_url`` and ``kafka_topics`` are declared exactly as the old health
-check declared them: a service that still registers those itself (as
-monasca-log-api does) registers equal options, which oslo.config accepts.
+They live in :mod:`monasca_common.healthcheck.opts` now.
 """
 
-from oslo_config import cfg
-
-healthcheck_group = cfg.OptGroup(name='kafka_healthcheck',
-                                 title='kafka_healthcheck')
-# Changing a word of these breaks services that declare them too: oslo.config
-# refuses a second, different option of the same name.
-healthcheck_opts = [
-    cfg.StrOpt('kafka_url',
-               required=True,
-               help='Url to kafka server'),
-    cfg.ListOpt('kafka_topics',
-                required=True,
-                default=['logs'],
-                help='Verify existence of configured topics'),
-]
-healthcheck_timeout_opt = cfg.FloatOpt(
-    'timeout', default=5.0, min=0.1,
-    help='Seconds the Kafka health check may take; a cluster that refuses '
-         'connections is reported unhealthy at once.')
-
-
-def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(healthcheck_group)
-    conf.register_opts(healthcheck_opts + [healthcheck_timeout_opt],
-                       healthcheck_group)
-
-
-def list_opts():
-    return [(healthcheck_group, healthcheck_opts + [healthcheck_timeout_opt])]
+from monasca_common.healthcheck.opts import healthcheck_group  # noqa: F401
+from monasca_common.healthcheck.opts import healthcheck_opts  # noqa: F401
+from monasca_common.healthcheck.opts import list_opts  # noqa: F401
+from monasca_common.healthcheck.opts import register_opts  # noqa: F401

@@ -227,7 +227,7 @@ def test_legacy_consumer_signature(bootstrap_servers, topic, group_id):
 
 class Conf:
     def __init__(self):
-        from monasca_common.kafka import opts
+        from monasca_common.healthcheck import opts
         self.conf = cfg.ConfigOpts()
         opts.register_opts(self.conf)
 

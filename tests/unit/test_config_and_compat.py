@@ -263,7 +263,7 @@ def test_healthcheck_options_equal_the_ones_services_declare():
 
 
 def test_options_listed_for_the_generator():
-    from monasca_common.kafka import opts
+    from monasca_common.healthcheck import opts
     groups = {group.name: [o.name for o in options]
               for group, options in opts.list_opts()}
     assert 'kafka_url' in groups['kafka_healthcheck']

@@ -28,9 +28,9 @@ from oslo_config import cfg
 from oslo_log import log
 
 from monasca_common.confluent_kafka import errors
+from monasca_common.healthcheck import opts
 from monasca_common.healthcheck import result
 from monasca_common.kafka import admin
-from monasca_common.kafka import opts
 
 LOG = log.getLogger(__name__)
 CONF = cfg.CONF
