@@ -18,19 +18,14 @@ the broker then skip, since they cannot control it.
 """
 
 import os
-import pathlib
-import sys
 import uuid
 
 import confluent_kafka
 from confluent_kafka import admin as kafka_admin
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent /
-                       'tools'))
-import kafka_broker  # noqa: E402
-
-from tests import waiting  # noqa: E402
+from tests import waiting
+from tools import kafka_broker
 
 _started_clusters = []
 

@@ -12,6 +12,7 @@
 
 """Waiting on conditions with deadlines, and reading topics back."""
 
+import contextlib
 import threading
 import time
 import uuid
@@ -33,6 +34,34 @@ def until(condition, timeout, what, interval=0.05):
         if time.monotonic() >= deadline:
             raise Timeout('not within %.1f s: %s' % (timeout, what))
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def stop_after(consumer, timeout):
+    """End ``consumer``'s iteration at the deadline, message or not.
+
+    A loop over a consumer blocks while no message comes; this bounds it
+    (the iteration ends within the consumer's ``poll_timeout``).
+    """
+    timer = threading.Timer(timeout, consumer.stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def take(consumer, count, timeout=60):
+    """The next ``count`` messages of the iteration; fail at ``timeout``."""
+    taken = []
+    with stop_after(consumer, timeout):
+        for message in consumer:
+            taken.append(message)
+            if len(taken) == count:
+                return taken
+    raise Timeout('only %d of %d messages within %.0f s'
+                  % (len(taken), count, timeout))
 
 
 def in_threads(target, count, timeout):

@@ -22,15 +22,11 @@ knows which batch was written but maybe not committed when the kill came.
     python persister_child.py SERVERS GROUP TOPIC DB JOURNAL BATCH
 """
 
-import os
 import sqlite3
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
-
-from monasca_common import kafka  # noqa: E402
+from monasca_common import kafka
 
 SCHEMA = '''
 CREATE TABLE IF NOT EXISTS sink (topic TEXT, part INTEGER, off INTEGER,

@@ -21,6 +21,7 @@ import pytest
 from monasca_common import kafka
 from tests import conftest
 from tests import waiting
+from tools import kafka_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 def cluster():
     if os.environ.get('KAFKA_BOOTSTRAP_SERVERS'):
         pytest.skip('needs brokers this run starts and kills')
-    nodes = conftest.kafka_broker.KafkaCluster(3, heap='384m')
+    nodes = kafka_broker.KafkaCluster(3, heap='384m')
     conftest._started_clusters.append(nodes)
     nodes.start()
     yield nodes

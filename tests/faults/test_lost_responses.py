@@ -29,6 +29,7 @@ from monasca_common import kafka
 from tests import conftest
 from tests.faults import proxy as kafka_proxy
 from tests import waiting
+from tools import kafka_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -41,7 +42,7 @@ def proxied():
     """A broker advertising a proxy's address: all traffic crosses it."""
     if os.environ.get('KAFKA_BOOTSTRAP_SERVERS'):
         pytest.skip('the broker must advertise the test proxy')
-    cluster = conftest.kafka_broker.KafkaCluster(1, heap='384m')
+    cluster = kafka_broker.KafkaCluster(1, heap='384m')
     node = cluster.nodes[0]
     proxy = kafka_proxy.KafkaProxy(node.port)
     cluster.advertised[node.node_id] = proxy.address

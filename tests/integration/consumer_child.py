@@ -21,14 +21,10 @@ HOLD_AT, it stops taking messages once it has handed that many, writes
     python consumer_child.py SERVERS GROUP TOPIC LOG BATCH [HOLD_AT]
 """
 
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
-
-from monasca_common import kafka  # noqa: E402
+from monasca_common import kafka
 
 
 def main(servers, group, topic, log_path, batch, hold_at=0):

@@ -28,10 +28,7 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
-
-from monasca_common.kafka import client_factory  # noqa: E402
+from monasca_common.kafka import client_factory
 
 
 def main(servers, group, in_topic, out_topic, log_path, sleep, kill_at=0):

@@ -25,10 +25,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
-
-from monasca_common import kafka  # noqa: E402
+from monasca_common import kafka
 
 CHILD_TIMEOUT = 60
 

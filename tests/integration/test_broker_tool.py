@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from tests import conftest
+from tools import kafka_broker
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +28,10 @@ def test_storage_formats_with_a_cluster_id_that_begins_with_a_dash(
     # it for an option.
     while True:
         value = str(uuid.uuid4())
-        cluster_id = conftest.kafka_broker._kraft_cluster_id(value)
+        cluster_id = kafka_broker._kraft_cluster_id(value)
         if cluster_id.startswith('-'):
             break
-    cluster = conftest.kafka_broker.KafkaCluster(1, workdir=tmp_path)
+    cluster = kafka_broker.KafkaCluster(1, workdir=tmp_path)
     node = cluster.node(1)
     node.format(cluster_id)
     meta = (node.dir / 'data' / 'meta.properties').read_text()

@@ -36,19 +36,6 @@ def produce(servers, topic, payloads, **publish):
         producer.publish(topic, payloads, sync=True, timeout=60, **publish)
 
 
-def take(consumer, count, timeout=60):
-    """The next ``count`` messages from the iteration, within ``timeout``."""
-    taken = []
-    deadline = time.monotonic() + timeout
-    for message in consumer:
-        taken.append(message)
-        if len(taken) == count:
-            return taken
-        assert time.monotonic() < deadline, 'only %d of %d messages' % (
-            len(taken), count)
-    raise AssertionError('iteration ended early')
-
-
 def new_consumer(servers, group, topic, **kw):
     kw.setdefault('timeout', 6000)
     return kafka.KafkaConsumer(servers, group, topic, **kw)
@@ -58,18 +45,18 @@ def test_restart_resumes_right_after_last_commit(bootstrap_servers, topic,
                                                  group_id):
     produce(bootstrap_servers, topic, ['m%d' % i for i in range(10)])
     first = new_consumer(bootstrap_servers, group_id, topic)
-    assert [m.value() for m in take(first, 4)] == [b'm0', b'm1', b'm2',
-                                                   b'm3']
+    assert [m.value() for m in waiting.take(first, 4)] == [
+        b'm0', b'm1', b'm2', b'm3']
     committed = first.commit()
     assert [(tp.partition, tp.offset) for tp in committed] == [(0, 4)]
     assert first.commit() == []  # nothing new: not an error
     # Handed out, never committed: must come again.
-    assert [m.value() for m in take(first, 2)] == [b'm4', b'm5']
+    assert [m.value() for m in waiting.take(first, 2)] == [b'm4', b'm5']
     first.close()
 
     second = new_consumer(bootstrap_servers, group_id, topic)
     try:
-        assert [m.value() for m in take(second, 6)] == [
+        assert [m.value() for m in waiting.take(second, 6)] == [
             b'm4', b'm5', b'm6', b'm7', b'm8', b'm9']
     finally:
         second.close()
@@ -83,7 +70,7 @@ def test_two_topics_commit_each_partition_of_each(bootstrap_servers,
         produce(bootstrap_servers, topic, ['%s-a' % topic] * 3, key='a')
         produce(bootstrap_servers, topic, ['%s-b' % topic] * 5, key='bb')
     first = new_consumer(bootstrap_servers, group_id, topics)
-    taken = take(first, 16)
+    taken = waiting.take(first, 16)
     committed = first.commit()
     first.close()
     ends = collections.Counter()
@@ -96,7 +83,7 @@ def test_two_topics_commit_each_partition_of_each(bootstrap_servers,
         produce(bootstrap_servers, topic, ['%s-new' % topic])
     second = new_consumer(bootstrap_servers, group_id, topics)
     try:
-        assert sorted(m.value() for m in take(second, 2)) == sorted(
+        assert sorted(m.value() for m in waiting.take(second, 2)) == sorted(
             b'%s-new' % t.encode() for t in topics)
     finally:
         second.close()
@@ -107,7 +94,7 @@ def test_commit_never_covers_fetched_but_not_handed(bootstrap_servers,
     produce(bootstrap_servers, topic, ['m%d' % i for i in range(1000)])
     consumer = new_consumer(bootstrap_servers, group_id, topic)
     try:
-        take(consumer, 3)
+        waiting.take(consumer, 3)
         # librdkafka has fetched far more than 3 by now.
         consumer.commit()
         assert waiting.committed_offsets(bootstrap_servers, group_id, topic,
@@ -253,7 +240,8 @@ def test_sigkilled_consumer_successor_redelivers_only_uncommitted(
     successor = new_consumer(bootstrap_servers, group_id, topic,
                              timeout=3000)
     try:
-        again = take(successor, 2000 - sum(committed.values()), timeout=90)
+        again = waiting.take(successor, 2000 - sum(committed.values()),
+                             timeout=90)
     finally:
         successor.close()
     seen = {(m.partition(), m.offset()) for m in again}
@@ -271,7 +259,7 @@ def test_close_is_bounded_with_broker_down(controllable_kafka, topic,
     servers = controllable_kafka.bootstrap_servers
     produce(servers, topic, ['m'])
     consumer = new_consumer(servers, group_id, topic)
-    take(consumer, 1)
+    waiting.take(consumer, 1)
     for node in controllable_kafka.nodes:
         node.kill()
     started = time.monotonic()
@@ -289,7 +277,8 @@ def test_a_lone_message_is_not_held_until_the_poll_timeout(
     consumer = new_consumer(bootstrap_servers, group_id, topic,
                             poll_timeout=60)
     got = []
-    reader = threading.Thread(target=lambda: got.extend(take(consumer, 1)))
+    reader = threading.Thread(
+        target=lambda: got.extend(waiting.take(consumer, 1)))
     try:
         reader.start()
         waiting.until(lambda: consumer.assignment(), 30, 'assignment')

@@ -28,16 +28,6 @@ from tests import waiting
 pytestmark = pytest.mark.integration
 
 
-def first_messages(consumer, count, timeout=60):
-    got = []
-    deadline = time.monotonic() + timeout
-    for message in consumer:
-        got.append(message)
-        if len(got) == count or time.monotonic() > deadline:
-            break
-    return got
-
-
 def test_api_publishes_slices_through_the_factory(bootstrap_servers, topic):
     # monasca-api: [kafka] uri is a ListOpt; queue_buffering_max_messages
     # passes through as a librdkafka property.
@@ -105,7 +95,7 @@ def test_notification_consumer_six_positional_arguments(bootstrap_servers,
     assert len([w for w in record
                 if issubclass(w.category, DeprecationWarning)]) == 1
     try:
-        message = first_messages(consumer, 1)[0]
+        message = waiting.take(consumer, 1)[0]
         assert message.value() == b'{"alarm-transitioned": {}}'
         assert (message.topic(), message.partition(), message.offset(),
                 message.key()) == (topic, 0, 0, None)
@@ -131,7 +121,7 @@ def test_use_legacy_client_true_still_works(bootstrap_servers, topic,
     consumer = client_factory.get_kafka_consumer(
         bootstrap_servers, group_id, topic, use_legacy_client=True)
     try:
-        assert first_messages(consumer, 1)[0].value() == b'still delivered'
+        assert waiting.take(consumer, 1)[0].value() == b'still delivered'
     finally:
         consumer.close()
 
@@ -171,7 +161,7 @@ def test_repartition_callback_both_arities(bootstrap_servers, make_topic,
     producer.close()
     first = client_factory.get_kafka_consumer(
         bootstrap_servers, group_id, topic, repartition_callback=callback)
-    first_messages(first, 1)
+    waiting.take(first, 1)
     second = client_factory.get_kafka_consumer(bootstrap_servers, group_id,
                                                topic)
     stop = threading.Event()
@@ -204,7 +194,7 @@ def test_old_confluent_import_paths(bootstrap_servers, topic, group_id):
                                repartition_callback=None,
                                commit_callback=None, max_commit_interval=30)
     try:
-        assert [m.value() for m in first_messages(c, 2)] == [b'x', b'y']
+        assert [m.value() for m in waiting.take(c, 2)] == [b'x', b'y']
     finally:
         c.close()
 
@@ -219,7 +209,7 @@ def test_legacy_consumer_signature(bootstrap_servers, topic, group_id):
                                  repartition_callback=lambda: None,
                                  commit_callback=None, commit_timeout=30)
     try:
-        assert first_messages(c, 1)[0].value() == b'legacy'
+        assert waiting.take(c, 1)[0].value() == b'legacy'
         c.commit()
     finally:
         c.close()

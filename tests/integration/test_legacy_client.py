@@ -363,12 +363,8 @@ def test_agent_lag_beside_a_live_consumer_that_keeps_its_partitions(
         bootstrap_servers, group_id, topic,
         repartition_callback=lambda consumer, parts: revoked.append(parts))
     try:
-        taken = 0
-        for _ in live:
-            taken += 1
-            if taken == 40:
-                live.commit()
-                break
+        waiting.take(live, 40)
+        live.commit()
         assignment = set(live.assignment())
         assert len(assignment) == 3
         committed = waiting.committed_offsets(bootstrap_servers, group_id,
@@ -387,10 +383,7 @@ def test_agent_lag_beside_a_live_consumer_that_keeps_its_partitions(
         (description,) = [f.result(30) for f in admin.describe_consumer_groups(
             [group_id]).values()]
         assert len(description.members) == 1
-        for _ in live:
-            taken += 1
-            if taken == 90:
-                break
+        waiting.take(live, 50)
         assert set(live.assignment()) == assignment
         assert revoked == []
     finally:
@@ -431,11 +424,9 @@ def test_admin_lag_and_cli_agree(bootstrap_servers, make_topic, group_id):
     produce(bootstrap_servers, topic, 20, 2)
     reader = kafka.KafkaConsumer(bootstrap_servers, group_id, topic)
     try:
-        for n, _ in enumerate(reader, 1):
-            # One partition read through, the other partly: both commit.
-            if n == 13:
-                reader.commit()
-                break
+        # One partition read through, the other partly: both commit.
+        waiting.take(reader, 13)
+        reader.commit()
     finally:
         reader.close()
     committed = waiting.committed_offsets(bootstrap_servers, group_id, topic,

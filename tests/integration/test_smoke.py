@@ -27,11 +27,7 @@ def test_produce_and_consume_through_real_broker(bootstrap_servers, topic,
 
     consumer = kafka.KafkaConsumer(bootstrap_servers, group_id, topic)
     try:
-        seen = []
-        for message in consumer:
-            seen.append(message.value())
-            if len(seen) == 3:
-                break
+        seen = [m.value() for m in waiting.take(consumer, 3)]
         consumer.commit()
     finally:
         consumer.close()
