@@ -52,34 +52,32 @@ def api_health_shape(url, topics):
         kafka_client.close()
 
 
-def log_api_health_shape(url, topics):
-    """monasca-log-api healthcheck/kafka_check.py (bytes topics)."""
+def log_and_events_api_health_shape(url, topics, as_bytes):
+    """monasca-log-api and monasca-events-api healthcheck/kafka_check.py.
+
+    The same code but for the names: bytes in log-api, str in events-api.
+    """
     try:
         kafka_client = client.KafkaClient(hosts=url)
     except client.KafkaUnavailableError:
         return False, 'Could not connect to kafka at %s' % url
     try:
-        for t in tuple(topic.encode('utf-8') for topic in topics):
-            if t not in kafka_client.topic_partitions:
-                return False, 'Kafka: Topic %s not found' % t
-        return True, 'OK'
-    finally:
-        kafka_client.close()
-
-
-def events_api_health_shape(url, topics):
-    """monasca-events-api app/healthcheck/kafka_check.py (str topics)."""
-    try:
-        kafka_client = client.KafkaClient(hosts=url)
-    except client.KafkaUnavailableError:
-        return False, 'Could not connect to kafka at %s' % url
-    try:
+        if as_bytes:
+            topics = tuple(topic.encode('utf-8') for topic in topics)
         for t in topics:
             if t not in kafka_client.topic_partitions:
                 return False, 'Kafka: Topic %s not found' % t
         return True, 'OK'
     finally:
         kafka_client.close()
+
+
+def log_api_health_shape(url, topics):
+    return log_and_events_api_health_shape(url, topics, as_bytes=True)
+
+
+def events_api_health_shape(url, topics):
+    return log_and_events_api_health_shape(url, topics, as_bytes=False)
 
 
 HEALTH_SHAPES = [api_health_shape, log_api_health_shape,

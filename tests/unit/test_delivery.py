@@ -22,24 +22,16 @@ import pytest
 from monasca_common.confluent_kafka import delivery
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import published
+from monasca_common.kafka import legacy_kafka_message
 
 KafkaError = confluent_kafka.KafkaError
 TIMED_OUT = KafkaError(KafkaError._MSG_TIMED_OUT)
 NO_LEADER = KafkaError(KafkaError.LEADER_NOT_AVAILABLE)
 
 
-class Message:
-    def __init__(self, value, topic='t'):
-        self._value, self._topic = value, topic
-
-    def topic(self):
-        return self._topic
-
-    def value(self):
-        return self._value
-
-    def key(self):
-        return None
+def Message(value, topic='t'):
+    return legacy_kafka_message.LegacyKafkaMessage([0, (0, (None, value))],
+                                                   topic)
 
 
 def publish(ledger, topic='t', callback=None):

@@ -21,20 +21,12 @@ import pytest
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import offsets
 from monasca_common.confluent_kafka import published
+from monasca_common.kafka import legacy_kafka_message
 
 
-class Message:
-    def __init__(self, topic, partition, offset):
-        self._t, self._p, self._o = topic, partition, offset
-
-    def topic(self):
-        return self._t
-
-    def partition(self):
-        return self._p
-
-    def offset(self):
-        return self._o
+def Message(topic, partition, offset):
+    return legacy_kafka_message.LegacyKafkaMessage(
+        [partition, (offset, (None, None))], topic)
 
 
 @pytest.mark.parametrize('single', ['t', None])
