@@ -251,7 +251,8 @@ class DeliveryLedger:
         if self.successes_reported and \
                 result.delivered + len(result.failed) >= queued:
             result._finish()
-        self._wake_drain_waiters()
+        if self._drain_waiters:
+            self._wake_drain_waiters()
 
     def outstanding(self) -> int:
         """Messages queued whose report has not come yet."""

@@ -155,8 +155,10 @@ class KafkaProducer(_client.Client):
         self.block_timeout = block_timeout
         self._legal_topics: set[str] = set()
         # Calls queueing now, which close() waits for; it wakes them from
-        # a wait for room.
-        self._calls = threading.Condition(threading.Lock())
+        # a wait for room. Publish takes the plain lock (the fast path);
+        # close() waits on a condition over it.
+        self._calls_lock = threading.Lock()
+        self._calls = threading.Condition(self._calls_lock)
         self._publishing = 0
         self._closing = False
         self._close_lock = threading.Lock()
@@ -369,9 +371,10 @@ class KafkaProducer(_client.Client):
         if key is not None:
             key = encoding.encode_key(key)
         payloads = encoding.encode_all(messages, key, self._max_bytes)
-        self._check_publishable(len(payloads), sync)
+        if sync or ledger.down_since is not None:
+            self._check_publishable(len(payloads), sync)
 
-        with self._calls:
+        with self._calls_lock:
             if self._closing:
                 raise errors.ClientClosedError('the Kafka producer is '
                                                'closing')
@@ -380,20 +383,22 @@ class KafkaProducer(_client.Client):
             # Opened only now: a call refused above must not hold up the
             # commits that wait for unfinished calls.
             result = ledger.open(topic)
-
-            def refuse(queued, not_queued, index, err):
-                ledger.seal(result, queued, not_queued)
+            try:
+                unqueued = self._queue.put(
+                    topic, payloads, key,
+                    ledger.reporter(result, callback, self),
+                    time.monotonic() + timeout)
+            except queueing.Refused as refused:
+                ledger.seal(result, refused.queued, refused.not_queued)
                 raise errors.InvalidMessageError(
                     'Kafka refused message %d of the publish call to topic '
                     '%r: %s; %d of the call are queued, %d not'
-                    % (index, topic, err.str(), queued, not_queued),
-                    not_queued=not_queued)
-            unqueued = self._queue.put(
-                topic, payloads, key, ledger.reporter(result, callback, self),
-                time.monotonic() + timeout, refuse)
+                    % (refused.index, topic, refused.error.str(),
+                       refused.queued, refused.not_queued),
+                    not_queued=refused.not_queued) from None
             ledger.seal(result, len(payloads) - len(unqueued), len(unqueued))
         finally:
-            with self._calls:
+            with self._calls_lock:
                 self._publishing -= 1
                 if self._closing:
                     self._calls.notify_all()

@@ -34,10 +34,21 @@ _ROOM_WAIT = 0.01
 _WARN_INTERVAL = 10.0
 QUEUE_FULL = confluent_kafka.KafkaError(confluent_kafka.KafkaError._QUEUE_FULL)
 
-#: ``refuse(queued, not_queued, index, err)``: librdkafka refused message
-#: ``index`` of the call for good; it must raise.
-Refuse = typing.Callable[[int, int, int, confluent_kafka.KafkaError],
-                         typing.NoReturn]
+
+class Refused(Exception):
+    """librdkafka refused message ``index`` of the call for good.
+
+    ``queued`` messages of the call went in before it, ``not_queued`` did
+    not.
+    """
+
+    def __init__(self, queued: int, not_queued: int, index: int,
+                 err: confluent_kafka.KafkaError):
+        super().__init__(err.str())
+        self.queued = queued
+        self.not_queued = not_queued
+        self.index = index
+        self.error = err
 
 
 class SendQueue:
@@ -63,15 +74,16 @@ class SendQueue:
         self._room.set()
 
     def put(self, topic: str, payloads: list[bytes], key: bytes | None,
-            report, deadline: float, refuse: Refuse) -> list[bytes]:
+            report, deadline: float) -> list[bytes]:
         """Queue ``payloads`` in order; return those left at ``deadline``.
 
         What is left is a suffix of ``payloads``: the call's order holds.
+
+        :raises Refused: librdkafka refused a message for good.
         """
         count = len(payloads)
         if count == 1:
-            return self._put_each(topic, payloads, key, report, deadline,
-                                  refuse, 0)
+            return self._put_each(topic, payloads, key, report, deadline, 0)
         produce_batch = self._handle.produce_batch
         position = 0
         while position < count:
@@ -89,8 +101,10 @@ class SendQueue:
                 refused = [i for i, m in enumerate(batch) if '_error' in m]
                 if any(batch[i]['_error'].code() != QUEUE_FULL.code()
                        for i in refused):
-                    refuse(position + queued, count - position - queued,
-                           position + refused[0], batch[refused[0]]['_error'])
+                    raise Refused(position + queued,
+                                  count - position - queued,
+                                  position + refused[0],
+                                  batch[refused[0]]['_error'])
                 if refused[0] == queued:
                     # The queue filled up at message ``queued``: the rest
                     # waits for room, in order.
@@ -100,7 +114,7 @@ class SendQueue:
                     # ones follow the later ones of this chunk.
                     unqueued = self._put_each(
                         topic, [chunk[i] for i in refused], key, report,
-                        deadline, refuse, position + queued)
+                        deadline, position + queued)
                     if unqueued:
                         return unqueued + payloads[end:]
                     position = end
@@ -109,8 +123,7 @@ class SendQueue:
                 break
         return payloads[position:]
 
-    def _put_each(self, topic, payloads, key, report, deadline, refuse,
-                  already):
+    def _put_each(self, topic, payloads, key, report, deadline, already):
         produce = self._handle.produce
         position = 0
         count = len(payloads)
@@ -124,8 +137,8 @@ class SendQueue:
                 if not self._wait_for_room(deadline):
                     break
             except confluent_kafka.KafkaException as exc:
-                refuse(already + position, count - position,
-                       already + position, exc.args[0])
+                raise Refused(already + position, count - position,
+                              already + position, exc.args[0]) from None
         return payloads[position:]
 
     def _wait_for_room(self, deadline: float) -> bool:

@@ -26,6 +26,11 @@
 
     with kafka.KafkaAdmin('127.0.0.1:9092') as admin:
         admin.group_lag('persister', 'metrics')
+
+``kafka.KafkaProducer`` here is asynchronous: ``publish`` queues and
+returns (``sync=True`` waits). ``monasca_common.kafka.producer.KafkaProducer``
+is another class, kept for the services that build it by that path: its
+``publish`` always waits for Kafka.
 """
 
 from monasca_common.confluent_kafka.consumer import KafkaConsumer
