@@ -13,9 +13,10 @@
 """The asynchronous Kafka producer.
 
 ``publish`` queues messages in librdkafka and returns at once; librdkafka's
-threads send them. A background thread serves delivery reports, so
-callbacks run promptly whether or not the application publishes again, and
-it is the only thread that ever serves them: per-call bookkeeping (see
+threads send them. A background thread serves delivery reports (see
+:mod:`~monasca_common.confluent_kafka.poller`), so callbacks run promptly
+whether or not the application publishes again, and it is the only thread
+that ever serves them: per-call bookkeeping (see
 :mod:`~monasca_common.confluent_kafka.delivery`) needs no lock. Each call
 gets a :class:`PublishResult` that learns the outcome of every one of its
 messages; ``sync=True`` waits for it. A producer made with
@@ -36,7 +37,6 @@ import os
 import threading
 import time
 import typing
-import weakref
 
 import confluent_kafka
 
@@ -45,6 +45,7 @@ from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import delivery
 from monasca_common.confluent_kafka import encoding
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import poller
 from monasca_common.confluent_kafka import published
 from monasca_common.confluent_kafka import queueing
 
@@ -56,43 +57,6 @@ PublishResult = delivery.PublishResult
 Messages = typing.Union[str, bytes, collections.abc.Sequence]
 
 _getpid = os.getpid
-# How long the poller waits for an event; it returns as soon as one comes,
-# so this only bounds how quickly close() can stop it.
-_POLL_INTERVAL = 0.1
-# How long one metadata request of the broker probe may take.
-_PROBE_TIMEOUT = 1.0
-
-
-def _serve_reports(owner_ref, handle, stop: threading.Event) -> None:
-    # Holds the producer weakly: one dropped without close() goes, thread
-    # and librdkafka handle with it, once every message it queued is
-    # reported (until then its reports hold it).
-    while not stop.is_set():
-        try:
-            served = handle.poll(_POLL_INTERVAL)
-            owner = owner_ref()
-            if owner is None:
-                return
-            owner._after_poll(served)
-            del owner
-        except Exception:
-            LOG.exception('Kafka producer poller: unexpected error')
-
-
-def _probe_brokers(ledger: delivery.DeliveryLedger, handle,
-                   stop: threading.Event) -> None:
-    # librdkafka says when all brokers went down, never when one came
-    # back; a metadata request tells. Apart from the poller, so reports
-    # are served while a request waits.
-    while ledger.down_since is not None and not stop.is_set():
-        try:
-            handle.list_topics(timeout=_PROBE_TIMEOUT)
-        except confluent_kafka.KafkaException:
-            stop.wait(_PROBE_TIMEOUT / 4)
-            continue
-        if ledger.down_since is not None:
-            LOG.info('Kafka is reachable again')
-        ledger.down_since = None
 
 
 class KafkaProducer(_client.Client):
@@ -174,13 +138,11 @@ class KafkaProducer(_client.Client):
         self._ledger = delivery.DeliveryLedger(
             self._successes_reported, self._delivery_callback,
             in_flight=self._producer.__len__)
-        self._stop_polling = threading.Event()
         self._queue = queueing.SendQueue(self._producer, self._max_messages)
-        self._prober: threading.Thread | None = None
-        self._poller = threading.Thread(
-            target=_serve_reports, name='kafka-producer-poller',
-            args=(weakref.ref(self), self._producer, self._stop_polling),
-            daemon=True)
+        self._poller = poller.ReportPoller(self, self._producer, self._ledger,
+                                           self._queue)
+        # Started once assigned: its first poll may report an error, whose
+        # handling asks self._poller.
         self._poller.start()
 
     def _forked(self) -> None:
@@ -192,25 +154,9 @@ class KafkaProducer(_client.Client):
         _client.abandon_inherited(self._producer)
         self._start()
 
-    def _after_poll(self, served: int) -> None:
-        if served:
-            self._queue.freed()
-        if self._ledger.failures:
-            self._ledger.failures.summarise()
-        if not self._successes_reported:
-            # Only librdkafka's count says when a flush may end.
-            self._ledger.wake()
-
     def _on_client_error(self, err: confluent_kafka.KafkaError) -> None:
-        if err.code() == confluent_kafka.KafkaError._ALL_BROKERS_DOWN and \
-                self._ledger.down_since is None:
-            self._ledger.down_since = time.monotonic()
-            if self._prober is None or not self._prober.is_alive():
-                self._prober = threading.Thread(
-                    target=_probe_brokers, name='kafka-producer-probe',
-                    args=(self._ledger, self._producer, self._stop_polling),
-                    daemon=True)
-                self._prober.start()
+        if err.code() == confluent_kafka.KafkaError._ALL_BROKERS_DOWN:
+            self._poller.all_brokers_down()
         super()._on_client_error(err)
 
     def flush(self, timeout: float | None = None) -> int:
@@ -258,13 +204,10 @@ class KafkaProducer(_client.Client):
             before = ledger.failed
             self.flush(max(0.0, deadline - time.monotonic()))
             self._closed = True
-            self._stop_polling.set()
-            # A slow delivery callback may hold the poller: wait for it only
-            # as long as the deadline allows, plus the end of its last poll.
-            self._poller.join(max(0.0, deadline - time.monotonic()) +
-                              2 * _POLL_INTERVAL)
+            stopped = self._poller.stop(max(0.0,
+                                            deadline - time.monotonic()))
             published.unregister(self)
-            if self._poller.is_alive():
+            if not stopped:
                 LOG.warning('Kafka producer closed while a delivery '
                             'callback was still running; %d messages '
                             'unreported', ledger.outstanding())
@@ -284,7 +227,7 @@ class KafkaProducer(_client.Client):
             return undelivered
 
     def _refuse_in_callback(self, what: str) -> None:
-        if threading.current_thread() is self._poller:
+        if self._poller.is_current():
             raise RuntimeError('%s from a delivery callback would wait for '
                                'itself: the callback runs on the thread '
                                'that serves the reports' % what)
@@ -295,7 +238,7 @@ class KafkaProducer(_client.Client):
         :returns: how many of those messages are still unreported at
             ``deadline`` (``time.monotonic()``).
         """
-        if threading.current_thread() is self._poller:
+        if self._poller.is_current():
             # From a delivery callback: those reports wait for this thread.
             return max(0, self._ledger.outstanding())
         return self._ledger.wait_published(deadline)
@@ -431,6 +374,6 @@ class KafkaProducer(_client.Client):
             raise errors.ConfigurationError(
                 "publish(sync=True) needs delivery_reports='all': with "
                 "'errors' Kafka reports failures only")
-        if sync and threading.current_thread() is self._poller:
+        if sync and self._poller.is_current():
             raise RuntimeError('publish(sync=True) from a delivery callback '
                                'would wait for itself')
