@@ -307,17 +307,19 @@ def test_backlog_is_read_without_fetch_pauses(bootstrap_servers, topic,
     count = 0
     last = None
     try:
-        for _message in consumer:
-            time.sleep(0.0001)  # some work: the queue stays full a while
-            now = time.monotonic()
-            if last is not None and now - last >= 0.5:
-                pauses.append(round(now - last, 2))
-            last = now
-            count += 1
-            if count == total:
-                break
+        with waiting.stop_after(consumer, 120):
+            for _message in consumer:
+                time.sleep(0.0001)  # some work: the queue stays full
+                now = time.monotonic()
+                if last is not None and now - last >= 0.5:
+                    pauses.append(round(now - last, 2))
+                last = now
+                count += 1
+                if count == total:
+                    break
     finally:
         consumer.close()
+    assert count == total
     # A scheduling hiccup on a busy machine may make one; ten would be
     # the backoff.
     assert len(pauses) < 3, pauses
