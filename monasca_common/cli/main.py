@@ -13,7 +13,10 @@
 """``monasca-kafka``: produce, consume, check, show lag and benchmark.
 
 With no ``--bootstrap-servers``, ``bench`` runs on librdkafka's embedded
-mock cluster, so it needs nothing but this package.
+mock cluster, so it needs nothing but this package. ``--config-file`` reads
+a service's configuration file, whose ``[kafka_client]`` section (security,
+tuning) applies to every client the command builds; ``-X property=value``
+adds librdkafka properties on top.
 """
 
 from __future__ import annotations
@@ -192,10 +195,51 @@ def cmd_lag(args) -> int:
     return 0
 
 
+def apply_client_settings(config_files: list[str],
+                          properties: list[str]) -> None:
+    """Apply ``[kafka_client]`` and ``-X`` properties to every client.
+
+    ``[kafka_client]`` comes from ``config_files``, then ``properties``
+    (``name=value``) go on top, for every client built from now on.
+
+    :raises ConfigurationError: a file is missing or holds a bad value, or
+        a property is not ``name=value``.
+    """
+    from oslo_config import cfg
+
+    from monasca_common.confluent_kafka import errors
+    from monasca_common.confluent_kafka import opts
+    opts.register_opts(cfg.CONF)
+    try:
+        if config_files:
+            cfg.CONF(args=[], project='monasca-kafka',
+                     default_config_files=config_files)
+        extra = dict(cfg.CONF.kafka_client.librdkafka_properties)
+        # Read every option now: a bad value fails here, named.
+        for option in opts.client_opts:
+            getattr(cfg.CONF.kafka_client, option.name)
+    except cfg.Error as exc:
+        raise errors.ConfigurationError(str(exc)) from None
+    for item in properties:
+        name, sep, value = item.partition('=')
+        if not sep or not name.strip():
+            raise errors.ConfigurationError(
+                '-X takes property=value, got %r' % (item,))
+        extra[name.strip()] = value
+    cfg.CONF.set_override('librdkafka_properties', extra, 'kafka_client')
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog='monasca-kafka',
                                   description=__doc__.split('\n')[0])
     top.add_argument('-v', '--verbose', action='store_true')
+    top.add_argument('--config-file', action='append', default=[],
+                     help='a configuration file whose [kafka_client] '
+                          'section applies to every client (repeatable)')
+    top.add_argument('-X', dest='properties', action='append', default=[],
+                     metavar='PROPERTY=VALUE',
+                     help='a librdkafka property for every client '
+                          '(repeatable)')
     sub = top.add_subparsers(dest='command', required=True)
 
     b = sub.add_parser('bench', help='measure throughput and latency')
@@ -255,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                         logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')
     try:
+        if args.config_file or args.properties:
+            apply_client_settings(args.config_file, args.properties)
         return args.func(args)
     except kafka.KafkaClientError as exc:
         print('error: %s' % exc, file=sys.stderr)

@@ -28,6 +28,7 @@ import threading
 import typing
 
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import opts
 
 # Properties whose values are secrets: never logged, never in a repr or an
 # error message.
@@ -133,6 +134,17 @@ def bootstrap_servers(servers: str | collections.abc.Iterable[str]) -> str:
     return ','.join(hosts)
 
 
+def with_options(role: str, overrides: collections.abc.Mapping) -> dict:
+    """``overrides`` over what ``[kafka_client]`` sets for ``role``.
+
+    Options an operator set apply to every client; a property the code
+    passes explicitly wins.
+    """
+    properties = opts.client_properties(role)
+    properties.update(overrides)
+    return properties
+
+
 def merge(defaults: collections.abc.Mapping, servers, overrides) -> dict:
     """The librdkafka configuration: defaults, then the caller's values."""
     config = dict(defaults)
@@ -229,6 +241,7 @@ def consumer_config(servers, group_id: str, session_timeout_ms: int,
     the session, the heartbeat and the assignor and refuses clients that
     set them, so they are left out (and refused if given).
     """
+    overrides = with_options('consumer', overrides)
     refuse(overrides, ('on_commit', 'enable.auto.commit',
                        'enable.auto.offset.store'),
            'the consumer commits only what it handed out, itself')
@@ -252,10 +265,11 @@ def consumer_config(servers, group_id: str, session_timeout_ms: int,
             extra.pop(name, None)
         defaults = {k: v for k, v in defaults.items()
                     if k != 'partition.assignment.strategy'}
-    elif 'heartbeat.interval.ms' not in extra and session_timeout_ms:
+    elif 'heartbeat.interval.ms' not in extra and \
+            extra.get('session.timeout.ms'):
         # librdkafka heartbeats every 3 s by default: with a session
         # shorter than ~9 s the member would time itself out and lose its
         # partitions over and over.
         extra['heartbeat.interval.ms'] = max(
-            100, min(3000, session_timeout_ms // 3))
+            100, min(3000, int_property(extra, 'session.timeout.ms', 0) // 3))
     return merge(defaults, servers, extra)

@@ -102,6 +102,7 @@ class KafkaProducer(_client.Client):
             raise errors.ConfigurationError(
                 "delivery_reports must be 'all' or 'errors', got %r"
                 % (delivery_reports,))
+        config = kafka_config.with_options('producer', config)
         kafka_config.refuse(config, ('delivery.report.only.error',),
                             "set delivery_reports='errors' instead: the "
                             "producer must know")

@@ -10,13 +10,12 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""oslo.config options of the Kafka module.
+"""oslo.config options of the Kafka health check.
 
 They live in a group of their own (``[kafka_healthcheck]``), so they never
-clash with the ``[kafka]`` options the services define themselves; client
-tuning reaches the clients as librdkafka properties from each service.
-``list_opts`` feeds oslo-config-generator (entry point
-``monasca_common.kafka``).
+clash with the ``[kafka]`` options the services define themselves.
+``monasca_common.kafka.opts.list_opts`` lists them for oslo-config-generator
+(namespace ``monasca_common.kafka``).
 
 ``kafka_url`` and ``kafka_topics`` are declared exactly as the old health
 check declared them: a service that still registers those itself (as

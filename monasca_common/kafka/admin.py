@@ -103,7 +103,8 @@ class KafkaAdmin:
     def __init__(self, bootstrap_servers: str | collections.abc.Iterable[str],
                  timeout: float = 10.0, **config: typing.Any):
         self.timeout = kafka_config.check_timeout('timeout', timeout)
-        self._config = kafka_config.merge({}, bootstrap_servers, config)
+        self._config = kafka_config.merge(
+            {}, bootstrap_servers, kafka_config.with_options('admin', config))
         self._config.setdefault('socket.connection.setup.timeout.ms',
                                 max(1000, int(min(self.timeout, 30) * 1000)))
         self._down_reports = 0

@@ -10,12 +10,22 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The earlier home of the health check's options.
+"""Every oslo.config option of the Kafka module, for oslo-config-generator.
 
-They live in :mod:`monasca_common.healthcheck.opts` now.
+``[kafka_client]`` (:mod:`monasca_common.confluent_kafka.opts`) applies to
+every client; ``[kafka_healthcheck]`` (:mod:`monasca_common.healthcheck.opts`)
+to the health check. ``oslo-config-generator --namespace
+monasca_common.kafka`` lists both.
 """
 
-from monasca_common.healthcheck.opts import healthcheck_group  # noqa: F401
-from monasca_common.healthcheck.opts import healthcheck_opts  # noqa: F401
-from monasca_common.healthcheck.opts import list_opts  # noqa: F401
-from monasca_common.healthcheck.opts import register_opts  # noqa: F401
+from monasca_common.confluent_kafka import opts as _client
+from monasca_common.healthcheck import opts as _healthcheck
+
+# The health check's names, where they were first published.
+healthcheck_group = _healthcheck.healthcheck_group
+healthcheck_opts = _healthcheck.healthcheck_opts
+register_opts = _healthcheck.register_opts
+
+
+def list_opts():
+    return _client.list_opts() + _healthcheck.list_opts()

@@ -57,3 +57,51 @@ def test_bad_input_is_a_clear_error():
     out = cli('produce', '-b', 'no-port-here', '-t', 't', 'x')
     assert out.returncode == 2
     assert 'not of the form host:port' in out.stderr
+
+
+def test_config_file_and_properties_reach_the_clients(tmp_path):
+    # A client is built before anything is sent, so a bad setting from
+    # either place is refused at once, named, and no secret is printed.
+    conf = tmp_path / 'service.conf'
+    conf.write_text('[kafka_client]\n'
+                    'sasl_password = not-for-output\n'
+                    'librdkafka_properties = bogus.from.file:1\n')
+    out = cli('--config-file', str(conf), 'produce', '-b', '127.0.0.1:9',
+              '-t', 't', 'x', timeout=60)
+    assert out.returncode == 2
+    assert 'bogus.from.file' in out.stderr
+    assert 'not-for-output' not in out.stdout + out.stderr
+    out = cli('-X', 'bogus.from.cli=1', 'produce', '-b', '127.0.0.1:9',
+              '-t', 't', 'x', timeout=60)
+    assert out.returncode == 2
+    assert 'bogus.from.cli' in out.stderr
+    out = cli('-X', 'no-equals-sign', 'lag', '-b', '127.0.0.1:9', 'g')
+    assert out.returncode == 2 and 'property=value' in out.stderr
+
+
+def test_bad_config_file_is_a_clear_error(tmp_path):
+    conf = tmp_path / 'service.conf'
+    conf.write_text('[kafka_client]\nlinger_ms = -5\n')
+    out = cli('--config-file', str(conf), 'lag', '-b', '127.0.0.1:9', 'g')
+    assert out.returncode == 2
+    assert 'linger_ms' in out.stderr
+    out = cli('--config-file', str(tmp_path / 'missing.conf'), 'lag', '-b',
+              '127.0.0.1:9', 'g')
+    assert out.returncode == 2
+    assert 'missing.conf' in out.stderr
+
+
+@pytest.mark.integration
+def test_produce_and_consume_with_a_config_file(bootstrap_servers, topic,
+                                                tmp_path):
+    conf = tmp_path / 'service.conf'
+    conf.write_text('[kafka_client]\ncompression_type = gzip\n'
+                    'auto_offset_reset = earliest\n')
+    out = cli('--config-file', str(conf), 'produce', '-b', bootstrap_servers,
+              '-t', topic, 'zipped')
+    assert out.returncode == 0, out.stderr
+    out = cli('--config-file', str(conf), '-X', 'fetch.min.bytes=1',
+              'consume', '-b', bootstrap_servers, '-t', topic, '--count',
+              '1', '--timeout', '30')
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ['zipped']

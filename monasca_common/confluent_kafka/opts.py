@@ -1,0 +1,166 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``[kafka_client]``: what an operator sets for every Kafka client.
+
+Security and tuning for every client a service builds through this library
+(the new classes, the factory, the legacy adapters), from the service's
+own configuration file, with no change to its code:
+
+.. code-block:: ini
+
+  [kafka_client]
+  security_protocol = SASL_SSL
+  sasl_mechanism = SCRAM-SHA-512
+  sasl_username = monasca
+  sasl_password = secret
+  ssl_ca_location = /etc/monasca/kafka-ca.pem
+
+No Monasca service defines this group, and no option is required. An
+option left unset leaves the library's default, or librdkafka's, alone;
+a property a client is given as a keyword argument wins over the option.
+The options are registered on ``cfg.CONF`` when the first client is built
+(and listed by ``list_opts`` for oslo-config-generator).
+"""
+
+from __future__ import annotations
+
+import typing
+
+from oslo_config import cfg
+
+client_group = cfg.OptGroup(
+    name='kafka_client', title='Kafka client',
+    help='librdkafka settings applied to every Kafka client of the service.')
+
+ALL = ('producer', 'consumer', 'admin')
+PRODUCER = ('producer',)
+CONSUMER = ('consumer',)
+
+# option -> (librdkafka property, the clients it applies to)
+_PROPERTIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    'security_protocol': ('security.protocol', ALL),
+    'sasl_mechanism': ('sasl.mechanism', ALL),
+    'sasl_username': ('sasl.username', ALL),
+    'sasl_password': ('sasl.password', ALL),
+    'ssl_ca_location': ('ssl.ca.location', ALL),
+    'ssl_certificate_location': ('ssl.certificate.location', ALL),
+    'ssl_key_location': ('ssl.key.location', ALL),
+    'ssl_key_password': ('ssl.key.password', ALL),
+    'ssl_endpoint_identification': (
+        'ssl.endpoint.identification.algorithm', ALL),
+    'compression_type': ('compression.type', PRODUCER),
+    'linger_ms': ('linger.ms', PRODUCER),
+    'batch_size': ('batch.size', PRODUCER),
+    'message_timeout_ms': ('message.timeout.ms', PRODUCER),
+    'session_timeout_ms': ('session.timeout.ms', CONSUMER),
+    'max_poll_interval_ms': ('max.poll.interval.ms', CONSUMER),
+    'auto_offset_reset': ('auto.offset.reset', CONSUMER),
+}
+
+client_opts = [
+    cfg.StrOpt('security_protocol',
+               choices=[('PLAINTEXT', 'no encryption, no authentication'),
+                        ('SSL', 'TLS; a client certificate if the broker '
+                                'asks for one'),
+                        ('SASL_PLAINTEXT', 'SASL authentication, no '
+                                           'encryption'),
+                        ('SASL_SSL', 'SASL authentication over TLS')],
+               help='How clients talk to the brokers (security.protocol). '
+                    'Unset: PLAINTEXT.'),
+    cfg.StrOpt('sasl_mechanism',
+               choices=[('PLAIN', 'user name and password, as given'),
+                        ('SCRAM-SHA-256', 'salted challenge, SHA-256'),
+                        ('SCRAM-SHA-512', 'salted challenge, SHA-512')],
+               help='SASL mechanism, with SASL_PLAINTEXT or SASL_SSL '
+                    '(sasl.mechanism).'),
+    cfg.StrOpt('sasl_username', help='SASL user name (sasl.username).'),
+    cfg.StrOpt('sasl_password', secret=True,
+               help='SASL password (sasl.password); never logged.'),
+    cfg.StrOpt('ssl_ca_location',
+               help='PEM file of the CA that signed the brokers\' '
+                    'certificates (ssl.ca.location).'),
+    cfg.StrOpt('ssl_certificate_location',
+               help='PEM file of the client certificate, for brokers that '
+                    'require one (ssl.certificate.location).'),
+    cfg.StrOpt('ssl_key_location',
+               help='PEM file of the client certificate\'s private key '
+                    '(ssl.key.location).'),
+    cfg.StrOpt('ssl_key_password', secret=True,
+               help='Password of the private key (ssl.key.password); never '
+                    'logged.'),
+    cfg.StrOpt('ssl_endpoint_identification',
+               choices=[('https', 'the certificate must name the broker'),
+                        ('none', 'any certificate the CA signed')],
+               help='Check the broker\'s host name against its certificate '
+                    '(ssl.endpoint.identification.algorithm). Unset: '
+                    'https.'),
+    cfg.StrOpt('compression_type',
+               choices=[('none', 'no compression'),
+                        ('gzip', 'smallest, slowest'),
+                        ('snappy', 'fast'), ('lz4', 'fast'),
+                        ('zstd', 'small and fast')],
+               help='Producers: compression of message batches '
+                    '(compression.type). Unset: none.'),
+    cfg.IntOpt('linger_ms', min=0,
+               help='Producers: how long to wait to fill a batch '
+                    '(linger.ms). Unset: 5.'),
+    cfg.IntOpt('batch_size', min=1,
+               help='Producers: largest batch, in bytes (batch.size).'),
+    cfg.IntOpt('message_timeout_ms', min=0,
+               help='Producers: how long a message may wait for Kafka '
+                    'before it is reported failed (message.timeout.ms). '
+                    'Unset: 120000.'),
+    cfg.IntOpt('session_timeout_ms', min=1,
+               help='Consumers: how long the group waits for a silent '
+                    'member before giving its partitions away '
+                    '(session.timeout.ms).'),
+    cfg.IntOpt('max_poll_interval_ms', min=1,
+               help='Consumers: longest wait for the service to release '
+                    'partitions a rebalance takes away '
+                    '(max.poll.interval.ms).'),
+    cfg.StrOpt('auto_offset_reset',
+               choices=[('earliest', 'from the oldest message Kafka has'),
+                        ('latest', 'only messages written from now on')],
+               help='Consumers: where a group without a committed offset '
+                    'starts (auto.offset.reset). Unset: earliest.'),
+    cfg.DictOpt('librdkafka_properties', default={},
+                help='Any other librdkafka property, for every client: '
+                     'name:value pairs, comma-separated.'),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_group(client_group)
+    conf.register_opts(client_opts, client_group)
+
+
+def list_opts():
+    return [(client_group, client_opts)]
+
+
+def client_properties(role: str, conf: cfg.ConfigOpts | None = None
+                      ) -> dict[str, typing.Any]:
+    """The librdkafka properties ``[kafka_client]`` sets for ``role``.
+
+    :param role: ``'producer'``, ``'consumer'`` or ``'admin'``.
+    :param conf: the configuration (default: ``cfg.CONF``).
+    """
+    conf = cfg.CONF if conf is None else conf
+    register_opts(conf)
+    group = conf.kafka_client
+    properties: dict[str, typing.Any] = dict(group.librdkafka_properties)
+    for option, (name, roles) in _PROPERTIES.items():
+        value = getattr(group, option)
+        if value is not None and role in roles:
+            properties[name] = value
+    return properties
