@@ -156,7 +156,8 @@ def client_properties(role: str, conf: cfg.ConfigOpts | None = None
     :param conf: the configuration (default: ``cfg.CONF``).
     """
     conf = cfg.CONF if conf is None else conf
-    register_opts(conf)
+    if 'kafka_client' not in conf:
+        register_opts(conf)
     group = conf.kafka_client
     properties: dict[str, typing.Any] = dict(group.librdkafka_properties)
     for option, (name, roles) in _PROPERTIES.items():
