@@ -112,6 +112,10 @@ class BrokerNode:
         self.node_id = node_id
         self.port = free_port()
         self.controller_port = free_port()
+        # Secured listeners, when the cluster has them.
+        self.secure_ports = ({name: free_port() for name in
+                              ('SSL', 'SASL_SSL', 'MTLS')}
+                             if cluster.tls is not None else {})
         self.dir = cluster.workdir / ('node-%d' % node_id)
         self.log_path = self.dir / 'server.log'
         self.process: subprocess.Popen | None = None
@@ -154,8 +158,20 @@ class BrokerNode:
             'num.io.threads': 4,
             'log.retention.check.interval.ms': 600000,
         }
+        if self.secure_ports:
+            extra = ''.join(',%s://127.0.0.1:%d' % item
+                            for item in self.secure_ports.items())
+            props['listeners'] += extra
+            props['advertised.listeners'] += extra
+            props['listener.security.protocol.map'] += (
+                ',SSL:SSL,SASL_SSL:SASL_SSL,MTLS:SSL')
+            props.update(self.cluster.tls.broker_properties())
         props.update(self.cluster.broker_properties)
         return props
+
+    def secure_address(self, listener: str) -> str:
+        """``127.0.0.1:port`` of the SSL, SASL_SSL or MTLS listener."""
+        return '127.0.0.1:%d' % self.secure_ports[listener]
 
     def write_config(self) -> pathlib.Path:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +187,9 @@ class BrokerNode:
             # One argument: an id may begin with '-', which the tool's
             # parser would take for an option.
             ['format', '--cluster-id=' + cluster_id, '-c', str(config),
-             '--ignore-formatted'],
+             '--ignore-formatted'] +
+            (['--add-scram', self.cluster.tls.scram_format_argument()]
+             if self.cluster.tls is not None else []),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if result.returncode != 0:
             raise BrokerError('formatting KRaft storage of node %d failed:\n%s'
@@ -240,12 +258,14 @@ class KafkaCluster:
         default, removed by :meth:`stop` unless ``keep_workdir``).
     :param broker_properties: extra ``server.properties`` entries.
     :param heap: JVM heap per node.
+    :param secure: also listen with TLS (``SSL``), SASL/SCRAM over TLS
+        (``SASL_SSL``) and mutual TLS (``MTLS``); see ``kafka_tls``.
     """
 
     def __init__(self, size: int = 1, workdir: str | None = None,
                  broker_properties: dict | None = None, heap: str = '512m',
                  jar_dir: pathlib.Path | None = None,
-                 keep_workdir: bool = False):
+                 keep_workdir: bool = False, secure: bool = False):
         self.jar_dir = fetch_jars(jar_dir)
         self.owns_workdir = workdir is None and not keep_workdir
         self.workdir = pathlib.Path(
@@ -253,6 +273,13 @@ class KafkaCluster:
         self.broker_properties = dict(broker_properties or {})
         self.heap = heap
         self.advertised: dict[int, str] = {}
+        self.tls = None
+        if secure:
+            if __package__:
+                from . import kafka_tls
+            else:  # run as a script, from its own directory
+                import kafka_tls
+            self.tls = kafka_tls.TestTLS(self.workdir / 'tls')
         self.nodes: list[BrokerNode] = []
         self.nodes.extend(BrokerNode(self, i + 1) for i in range(size))
         self.cluster_id = str(uuid.uuid4())
