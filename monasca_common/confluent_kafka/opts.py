@@ -42,29 +42,16 @@ client_group = cfg.OptGroup(
     name='kafka_client', title='Kafka client',
     help='librdkafka settings applied to every Kafka client of the service.')
 
-ALL = ('producer', 'consumer', 'admin')
-PRODUCER = ('producer',)
-CONSUMER = ('consumer',)
-
-# option -> (librdkafka property, the clients it applies to)
-_PROPERTIES: dict[str, tuple[str, tuple[str, ...]]] = {
-    'security_protocol': ('security.protocol', ALL),
-    'sasl_mechanism': ('sasl.mechanism', ALL),
-    'sasl_username': ('sasl.username', ALL),
-    'sasl_password': ('sasl.password', ALL),
-    'ssl_ca_location': ('ssl.ca.location', ALL),
-    'ssl_certificate_location': ('ssl.certificate.location', ALL),
-    'ssl_key_location': ('ssl.key.location', ALL),
-    'ssl_key_password': ('ssl.key.password', ALL),
-    'ssl_endpoint_identification': (
-        'ssl.endpoint.identification.algorithm', ALL),
-    'compression_type': ('compression.type', PRODUCER),
-    'linger_ms': ('linger.ms', PRODUCER),
-    'batch_size': ('batch.size', PRODUCER),
-    'message_timeout_ms': ('message.timeout.ms', PRODUCER),
-    'session_timeout_ms': ('session.timeout.ms', CONSUMER),
-    'max_poll_interval_ms': ('max.poll.interval.ms', CONSUMER),
-    'auto_offset_reset': ('auto.offset.reset', CONSUMER),
+# Each option is the librdkafka property of its name, dots for
+# underscores, for every client, but for these.
+_RENAMED = {
+    'ssl_endpoint_identification': 'ssl.endpoint.identification.algorithm',
+}
+_ONLY_FOR = {
+    'compression_type': 'producer', 'linger_ms': 'producer',
+    'batch_size': 'producer', 'message_timeout_ms': 'producer',
+    'session_timeout_ms': 'consumer', 'max_poll_interval_ms': 'consumer',
+    'auto_offset_reset': 'consumer',
 }
 
 client_opts = [
@@ -160,8 +147,12 @@ def client_properties(role: str, conf: cfg.ConfigOpts | None = None
         register_opts(conf)
     group = conf.kafka_client
     properties: dict[str, typing.Any] = dict(group.librdkafka_properties)
-    for option, (name, roles) in _PROPERTIES.items():
-        value = getattr(group, option)
-        if value is not None and role in roles:
-            properties[name] = value
+    for option in client_opts:
+        name = option.name
+        if name == 'librdkafka_properties' or \
+                _ONLY_FOR.get(name, role) != role:
+            continue
+        value = getattr(group, name)
+        if value is not None:
+            properties[_RENAMED.get(name, name.replace('_', '.'))] = value
     return properties
