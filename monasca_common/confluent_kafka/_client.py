@@ -61,6 +61,9 @@ def create(client_class: type, config: dict):
         return client_class(config)
     except confluent_kafka.KafkaException as exc:
         text = exc.args[0].str()
+        if 'ssl.key.location failed' in text and config.get(
+                'ssl.key.password'):
+            text += ' (is ssl.key.password the key\'s password?)'
         for canonical, alias in _ALIASES.items():
             if '"%s"' % canonical in text and alias in config:
                 text += ' (given as "%s")' % alias
@@ -71,6 +74,23 @@ def create(client_class: type, config: dict):
         raise errors.ConfigurationError(
             'invalid Kafka client configuration: %s'
             % kafka_config.scrub(str(exc), config)) from None
+
+
+def is_refusal(err: confluent_kafka.KafkaError) -> bool:
+    """Kafka refused the client's credentials or its TLS handshake.
+
+    librdkafka retries such a connection forever; the clients say so to
+    the caller instead of waiting out their timeouts.
+    """
+    code = err.code()
+    if code in (confluent_kafka.KafkaError._AUTHENTICATION,
+                confluent_kafka.KafkaError._SSL):
+        return True
+    # A client certificate the broker refuses reaches librdkafka as the
+    # broker's TLS alert on a failed receive.
+    text = err.str()
+    return (code == confluent_kafka.KafkaError._TRANSPORT and
+            'alert' in text and 'certificate' in text)
 
 
 def log_client_error(log: logging.Logger, role: str,

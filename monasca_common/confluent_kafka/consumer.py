@@ -286,12 +286,19 @@ class KafkaConsumer(_client.Client):
                            timeout: float) -> None:
         with member.ready:
             if not (member.buffer or member.revocations or self._stop or
-                    member.fatal is not None) and timeout > 0:
+                    member.fatal is not None or
+                    member.refusal is not None) and timeout > 0:
                 member.ready.wait(timeout)
-        fatal = member.fatal
+            fatal, refusal = member.fatal, member.refusal
+            member.refusal = None
         if fatal is not None:
             raise errors.ConsumerError('Kafka consumer error: %s'
                                        % fatal.str())
+        if refusal is not None:
+            raise errors.ConsumerError(
+                'Kafka at %s refused the consumer: %s'
+                % (self._servers, kafka_config.scrub(refusal.str(),
+                                                     self._config)))
 
     def _check_commit_interval(self) -> None:
         if self._commit_callback is None:
@@ -427,6 +434,11 @@ class KafkaConsumer(_client.Client):
                 LOG.warning('Kafka consumer did not leave its group within '
                             '%.1f s; the broker will expire the member',
                             timeout)
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if _client.is_refusal(err) and self._member is not None:
+            self._member.refused(err)
+        super()._on_client_error(err)
 
     def _repr_fields(self) -> str:
         return ' group=%s topics=%s' % (

@@ -114,7 +114,17 @@ class PublishResult:
             if self._event is None:
                 self._event = threading.Event()
             event = self._event
-        return event.wait(timeout)
+        event.wait(timeout)
+        # Woken early when Kafka refuses the client (see
+        # DeliveryLedger.refuse): not done then.
+        return self._complete
+
+    def _interrupt(self) -> None:
+        with _completion:
+            if self._event is not None:
+                self._event.set()
+                # The next waiter waits afresh.
+                self._event = None
 
     def raise_for_failures(self) -> None:
         """Raise if any message of the call is not (yet) delivered."""
@@ -220,6 +230,9 @@ class DeliveryLedger:
         #: When every broker went down (``time.monotonic()``); None while
         #: one is reachable. A delivered message clears it.
         self.down_since: float | None = None
+        #: Kafka's refusal of the client (credentials, TLS), until a broker
+        #: answers again.
+        self.refusal: confluent_kafka.KafkaError | None = None
         self._count_lock = threading.Lock()
         # flush() waits here; reports wake it only while someone waits.
         self._drained = threading.Condition(threading.Lock())
@@ -279,6 +292,7 @@ class DeliveryLedger:
                 result.delivered += 1
                 if self.down_since is not None:
                     self.down_since = None
+                    self.refusal = None
             else:
                 self.failed += 1
                 published.note_failure()
@@ -296,6 +310,17 @@ class DeliveryLedger:
                 self._wake_drain_waiters()
         report.owner = owner  # type: ignore[attr-defined]
         return report
+
+    def refuse(self, err: confluent_kafka.KafkaError) -> None:
+        """Kafka refused the client: calls waiting for it stop waiting.
+
+        It counts as an outage too: the first delivery ends both.
+        """
+        self.refusal = err
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+        for result in list(self.unfinished):
+            result._interrupt()
 
     def _wake_drain_waiters(self) -> None:
         if self._drain_waiters and self.outstanding() <= 0:
@@ -340,7 +365,9 @@ class DeliveryLedger:
             return self.wait_drained(deadline)
         waiting = list(self.unfinished)
         for result in waiting:
-            if not result.wait(max(0.0, deadline - time.monotonic())):
+            # Refused by Kafka: what waits now waits for nothing.
+            if self.refusal is not None or not result.wait(
+                    max(0.0, deadline - time.monotonic())):
                 return sum(r.queued - r.reported for r in waiting
                            if not r.done())
         return 0

@@ -32,6 +32,7 @@ what the new producer raises::
      |    +-- DeliveryFailedError
      |    |    +-- LeaderNotAvailableError   kafka_lib: same name
      |    +-- PublishUnavailableError (also KafkaUnavailableError)
+     |         +-- AuthenticationError
      +-- ConsumerError
           +-- CommitFailedError
 
@@ -117,6 +118,16 @@ class LeaderNotAvailableError(DeliveryFailedError):
 
 class PublishUnavailableError(PublishError, KafkaUnavailableError):
     """No broker has been reachable; nothing of this call was queued."""
+
+
+class AuthenticationError(PublishUnavailableError):
+    """Kafka refused the client: its credentials, or the TLS handshake.
+
+    A wrong SASL password, a broker certificate the client does not trust,
+    a client certificate the broker does not accept. Nothing of the call
+    was queued, or, from ``sync=True``, the call's messages stay queued
+    and are reported when they fail.
+    """
 
 
 class ConsumerError(KafkaClientError):

@@ -111,6 +111,9 @@ class GroupMember:
         #: Partitions owned; kept here so any thread may read it.
         self.assigned: set[Key] = set()
         self.fatal: KafkaError | None = None
+        #: Kafka refused the consumer (credentials, TLS): the reader says
+        #: so, then waits again.
+        self.refusal: KafkaError | None = None
         self._jobs: collections.deque = collections.deque()
         self._wake = threading.Event()
         self._commits: collections.deque = collections.deque()
@@ -217,6 +220,12 @@ class GroupMember:
         if keys:
             self.consumer.resume([confluent_kafka.TopicPartition(*k)
                                   for k in keys])
+
+    def refused(self, err: KafkaError) -> None:
+        """Kafka refused the consumer's credentials or TLS handshake."""
+        with self.ready:
+            self.refusal = err
+            self.ready.notify_all()
 
     def serve_revocations(self, release) -> None:
         """On the reading thread: let go of what rebalances take away.

@@ -111,6 +111,7 @@ class ReportPoller:
             if ledger.down_since is not None:
                 LOG.info('Kafka is reachable again')
             ledger.down_since = None
+            ledger.refusal = None
 
     def stop(self, timeout: float) -> bool:
         """Stop after the current poll; False if still busy at ``timeout``.

@@ -158,6 +158,11 @@ class KafkaProducer(_client.Client):
     def _on_client_error(self, err: confluent_kafka.KafkaError) -> None:
         if err.code() == confluent_kafka.KafkaError._ALL_BROKERS_DOWN:
             self._poller.all_brokers_down()
+        elif _client.is_refusal(err):
+            # The probe first: it starts only for a new outage, which the
+            # refusal then marks.
+            self._poller.all_brokers_down()
+            self._ledger.refuse(err)
         super()._on_client_error(err)
 
     def flush(self, timeout: float | None = None) -> int:
@@ -315,7 +320,8 @@ class KafkaProducer(_client.Client):
         if key is not None:
             key = encoding.encode_key(key)
         payloads = encoding.encode_all(messages, key, self._max_bytes)
-        if sync or ledger.down_since is not None:
+        if sync or ledger.down_since is not None or \
+                ledger.refusal is not None:
             self._check_publishable(len(payloads), sync)
 
         with self._calls_lock:
@@ -358,11 +364,21 @@ class KafkaProducer(_client.Client):
                         for p in unqueued],
                 not_queued=len(unqueued))
         if sync:
-            result.wait(timeout)
+            if not result.wait(timeout) and ledger.refusal is not None:
+                raise self._refused(ledger.refusal, 0)
             result.raise_for_failures()
         return result
 
+    def _refused(self, err: confluent_kafka.KafkaError,
+                 not_queued: int) -> errors.AuthenticationError:
+        return errors.AuthenticationError(
+            'Kafka at %s refused the producer: %s' % (
+                self._servers, kafka_config.scrub(err.str(), self._config)),
+            not_queued=not_queued)
+
     def _check_publishable(self, count: int, sync: bool) -> None:
+        if self._ledger.refusal is not None:
+            raise self._refused(self._ledger.refusal, count)
         down_since = self._ledger.down_since
         if (down_since is not None and self._unavailable_after and
                 time.monotonic() - down_since >= self._unavailable_after):

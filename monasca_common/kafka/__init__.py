@@ -34,6 +34,7 @@ is another class, kept for the services that build it by that path: its
 """
 
 from monasca_common.confluent_kafka.consumer import KafkaConsumer
+from monasca_common.confluent_kafka.errors import AuthenticationError
 from monasca_common.confluent_kafka.errors import ClientClosedError
 from monasca_common.confluent_kafka.errors import CommitFailedError
 from monasca_common.confluent_kafka.errors import ConfigurationError
@@ -55,6 +56,7 @@ from monasca_common.confluent_kafka.producer import PublishResult
 from monasca_common.kafka.admin import KafkaAdmin
 
 __all__ = [
+    'AuthenticationError',
     'ClientClosedError', 'CommitFailedError', 'ConfigurationError',
     'ConsumerError', 'DeliveryFailedError', 'FailedMessage',
     'ForkedClientError', 'InvalidMessageError', 'KafkaAdmin',

@@ -20,6 +20,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 
 from confluent_kafka import admin as kafka_admin
 import pytest
@@ -94,3 +95,74 @@ def test_service_publishes_and_reads_from_its_config_file(
                                   idle=1)) == 200
     for secret in (kafka_tls.SCRAM_PASSWORD, kafka_tls.CLIENT_KEY_PASSWORD):
         assert secret not in done.stdout + done.stderr
+
+
+def properties(options):
+    """librdkafka properties from [kafka_client] option values."""
+    from monasca_common.confluent_kafka import opts
+    renamed = {'ssl_endpoint_identification':
+               'ssl.endpoint.identification.algorithm'}
+    assert set(options) <= {o.name for o in opts.client_opts}
+    return {renamed.get(k, k.replace('_', '.')): str(v)
+            for k, v in options.items()}
+
+
+@pytest.mark.parametrize('mode, change, cause', [
+    ('sasl_scram', {'sasl_password': 'wrong-password'},
+     'SASL authentication error'),
+    ('ssl', {'ssl_ca_location': 'untrusted'}, 'certificate verify failed'),
+    ('mtls', {'ssl_certificate_location': None, 'ssl_key_location': None,
+              'ssl_key_password': None}, 'certificate'),
+])
+def test_refused_clients_say_why_within_seconds(secure_kafka, mode, change,
+                                                cause, topic, group_id,
+                                                caplog):
+    from monasca_common import kafka
+    from monasca_common.kafka import client_factory
+    uri, options = service_config(secure_kafka, mode)
+    for name, value in change.items():
+        if value is None:
+            options.pop(name)
+        elif value == 'untrusted':
+            options[name] = secure_kafka.tls.untrusted_ca
+        else:
+            options[name] = value
+    config = properties(options)
+    producer = client_factory.get_kafka_producer(uri, **config)
+    try:
+        started = time.monotonic()
+        with pytest.raises(kafka.AuthenticationError, match=cause):
+            producer.publish(topic, 'x', sync=True, timeout=60)
+        assert time.monotonic() - started < 15
+        # Refused at once afterwards, nothing queued; old except clauses
+        # catch it as before.
+        started = time.monotonic()
+        with pytest.raises(kafka.KafkaUnavailableError) as info:
+            producer.publish(topic, ['y', 'z'])
+        assert time.monotonic() - started < 1
+        assert info.value.not_queued == 2
+    finally:
+        producer.close(1)
+    # The factory's consumer takes no properties: a service sets these in
+    # [kafka_client]; the class takes them directly.
+    consumer = kafka.KafkaConsumer(uri, group_id, topic, **config)
+    try:
+        started = time.monotonic()
+        with pytest.raises(kafka.ConsumerError, match='refused'):
+            deadline = started + 30
+            while time.monotonic() < deadline:
+                consumer.consume_batch(10, 1.0)
+        assert time.monotonic() - started < 15
+    finally:
+        consumer.close(1)
+    assert 'wrong-password' not in caplog.text
+
+
+def test_wrong_key_password_is_named_at_creation(secure_kafka):
+    from monasca_common import kafka
+    uri, options = service_config(secure_kafka, 'mtls')
+    options['ssl_key_password'] = 'not-the-key-password'
+    with pytest.raises(kafka.ConfigurationError,
+                       match='ssl.key.password') as info:
+        kafka.KafkaProducer(uri, **properties(options))
+    assert 'not-the-key-password' not in str(info.value)

@@ -194,3 +194,26 @@ def test_failure_log_says_the_first_at_once_then_counts(caplog):
     assert 'Kafka delivery failures: 500 messages to topic metrics' \
         in caplog.text
     assert not log
+
+
+def test_a_refusal_ends_waits_without_completing_the_call():
+    ledger = delivery.DeliveryLedger()
+    result, report = publish(ledger)
+    ledger.seal(result, 1, 0)
+    answers = []
+    waiter = threading.Thread(target=lambda: answers.append(
+        (result.wait(30), ledger.wait_published(time.monotonic() + 30))))
+    waiter.start()
+    waiting_started = time.monotonic()
+    while result._event is None and time.monotonic() - waiting_started < 10:
+        time.sleep(0.001)
+    ledger.refuse(KafkaError(KafkaError._AUTHENTICATION))
+    waiter.join(10)
+    assert not waiter.is_alive()
+    # Not done, and the barrier does not wait for the whole deadline.
+    assert answers[0][0] is False
+    assert answers[0][1] == 1
+    # A delivery later still completes the call and ends the refusal.
+    report(None, Message(b'late'))
+    assert result.done()
+    assert (ledger.refusal, ledger.down_since) == (None, None)
