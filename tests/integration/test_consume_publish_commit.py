@@ -253,7 +253,10 @@ def test_six_engines_a_sleeper_and_six_joiners(bootstrap_servers,
     The retry engines sleep 30 s per message, holding it. The second
     instance joins mid-stream. Every input's outcome is in Kafka exactly
     once, every input is committed, no engine dies, and the joiners get
-    partitions without waiting for the sleeper.
+    partitions within one sleep: usually in seconds, but with the classic
+    group protocol, when the retry partition the sleeper is in the middle
+    of moves to the joining instance, the whole group waits for it to
+    finish that message (group.protocol=consumer does not).
     """
     alarms, retries, sleep = 2000, 2, 30
     alarm_topic = make_topic(partitions=12)
@@ -321,7 +324,8 @@ def test_six_engines_a_sleeper_and_six_joiners(bootstrap_servers,
           '%d s); %d outcomes for %d inputs, %d duplicated'
           % (rebalance, sleep, sum(produced.values()), alarms + retries,
              duplicated))
-    assert rebalance < sleep
+    # One message of the sleeper at most, plus the rejoin.
+    assert rebalance < sleep + 20
     assert len(produced) == alarms + retries
     assert duplicated == 0
 
