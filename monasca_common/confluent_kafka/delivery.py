@@ -286,7 +286,7 @@ class DeliveryLedger:
         producer_callback = self.delivery_callback
         failed = result.failed
 
-        def report(err, msg):
+        def report(err, msg, _owner=owner):
             if err is None:
                 self.delivered += 1
                 result.delivered += 1
@@ -308,7 +308,6 @@ class DeliveryLedger:
                 result._finish()
             if self._drain_waiters:
                 self._wake_drain_waiters()
-        report.owner = owner  # type: ignore[attr-defined]
         return report
 
     def refuse(self, err: confluent_kafka.KafkaError) -> None:

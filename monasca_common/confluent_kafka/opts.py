@@ -135,6 +135,11 @@ def list_opts():
     return [(client_group, client_opts)]
 
 
+def property_name(option: str) -> str:
+    """The librdkafka property an option of ``[kafka_client]`` sets."""
+    return _RENAMED.get(option, option.replace('_', '.'))
+
+
 def client_properties(role: str, conf: cfg.ConfigOpts | None = None
                       ) -> dict[str, typing.Any]:
     """The librdkafka properties ``[kafka_client]`` sets for ``role``.
@@ -154,5 +159,5 @@ def client_properties(role: str, conf: cfg.ConfigOpts | None = None
             continue
         value = getattr(group, name)
         if value is not None:
-            properties[_RENAMED.get(name, name.replace('_', '.'))] = value
+            properties[property_name(name)] = value
     return properties

@@ -100,11 +100,8 @@ def test_service_publishes_and_reads_from_its_config_file(
 def properties(options):
     """librdkafka properties from [kafka_client] option values."""
     from monasca_common.confluent_kafka import opts
-    renamed = {'ssl_endpoint_identification':
-               'ssl.endpoint.identification.algorithm'}
     assert set(options) <= {o.name for o in opts.client_opts}
-    return {renamed.get(k, k.replace('_', '.')): str(v)
-            for k, v in options.items()}
+    return {opts.property_name(k): str(v) for k, v in options.items()}
 
 
 @pytest.mark.parametrize('mode, change, cause', [
