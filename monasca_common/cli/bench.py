@@ -85,19 +85,30 @@ def _topic(prefix='bench'):
     return '%s-%s' % (prefix, uuid.uuid4().hex[:10])
 
 
+def _raw_config(role, defaults, servers, **explicit):
+    """What the library would give a ``role`` client, for the raw baseline.
+
+    The library's defaults, under what ``[kafka_client]`` sets (security
+    included, so the baseline reaches a secured cluster too), under
+    ``explicit``.
+    """
+    conf = dict(defaults)
+    conf.update(kafka_config.with_options(role, dict(
+        explicit, **{'bootstrap.servers': servers,
+                     'logger': _client.LIBRDKAFKA_LOG})))
+    return conf
+
+
 def _raw_producer(servers):
-    conf = dict(kafka_config.PRODUCER_DEFAULTS)
-    conf.update({'bootstrap.servers': servers,
-                 'logger': _client.LIBRDKAFKA_LOG})
-    return confluent_kafka.Producer(conf)
+    return confluent_kafka.Producer(_raw_config(
+        'producer', kafka_config.PRODUCER_DEFAULTS, servers))
 
 
 def _create_topic(servers, topic, partitions):
     # On a real broker topics must be created; the mock cluster
     # auto-creates with 4 partitions and cannot create through admin.
     from confluent_kafka import admin
-    client = admin.AdminClient({'bootstrap.servers': servers,
-                                'logger': _client.LIBRDKAFKA_LOG})
+    client = admin.AdminClient(_raw_config('admin', {}, servers))
     futures = client.create_topics([admin.NewTopic(
         topic, num_partitions=partitions, replication_factor=1)],
         operation_timeout=10)
@@ -279,14 +290,13 @@ class Bench:
     def raw_consume_loop(self, size, topic, n, librdkafka_defaults=False):
         # The library's fetch settings, so that the ratio compares only the
         # Python layer; or librdkafka's own, to show what they cost.
-        conf = {} if librdkafka_defaults else dict(
-            kafka_config.CONSUMER_DEFAULTS)
-        conf.update({
-            'bootstrap.servers': self.servers,
-            'group.id': 'bench-raw-' + uuid.uuid4().hex[:8],
-            'auto.offset.reset': 'earliest', 'enable.auto.commit': False,
-            'enable.auto.offset.store': True,
-            'logger': _client.LIBRDKAFKA_LOG})
+        conf = _raw_config(
+            'consumer', {} if librdkafka_defaults else
+            kafka_config.CONSUMER_DEFAULTS, self.servers, **{
+                'group.id': 'bench-raw-' + uuid.uuid4().hex[:8],
+                'auto.offset.reset': 'earliest',
+                'enable.auto.commit': False,
+                'enable.auto.offset.store': True})
         consumer = confluent_kafka.Consumer(conf)
         consumer.subscribe([topic])
         count = 0

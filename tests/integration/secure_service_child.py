@@ -12,14 +12,25 @@
 
 """A service on a secured cluster: only its configuration file changes.
 
-    python secure_service_child.py CONFIG_FILE TOPIC GROUP COUNT
+    python -m tests.integration.secure_service_child COMMAND CONFIG_FILE ...
 
-Parses the file with oslo.config as a service does, publishes COUNT
-messages through the factory's producer, reads them back through the
-factory's consumer, commits, and prints the values read as JSON. Logs go
-to stderr at DEBUG.
+Parses CONFIG_FILE with oslo.config as a service does, builds its clients
+with the drop-in factory, logs everything at DEBUG to stderr and prints a
+JSON report on stdout. Commands:
+
+``roundtrip CONFIG TOPIC GROUP COUNT``
+    publish COUNT messages, read them back, commit; report the values.
+``refused CONFIG TOPIC GROUP``
+    publish (sync), publish again, consume: report each error, its
+    classes and how long it took to come.
+``stream CONFIG TOPIC GROUP COUNT``
+    publish COUNT messages as a steady stream, retrying what failed, then
+    read them at a steady pace committing each batch, until every one was
+    read; report the values read (redeliveries included) and the
+    publishing figures. The broker may be killed during either phase.
 """
 
+import collections
 import json
 import logging
 import sys
@@ -27,29 +38,113 @@ import time
 
 from oslo_config import cfg
 
+from monasca_common import kafka
 from monasca_common.kafka import client_factory
+from tests import publishing
 
 
-def main(config_file, topic, group, count):
+def configure(config_file):
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     # The service's own [kafka] option, as monasca-api declares it.
     cfg.CONF.register_opts([cfg.ListOpt('uri')], 'kafka')
     cfg.CONF(args=[], project='service', default_config_files=[config_file])
-    producer = client_factory.get_kafka_producer(cfg.CONF.kafka.uri)
-    producer.publish(topic, ['m-%d' % i for i in range(count)], sync=True,
-                     timeout=30)
-    producer.close()
-    consumer = client_factory.get_kafka_consumer(cfg.CONF.kafka.uri, group,
-                                                 topic)
+    return cfg.CONF.kafka.uri
+
+
+def read(consumer, count, pace=0.0, timeout=60.0):
+    """Values read until ``count`` distinct ones were, committing each batch.
+
+    :raises RuntimeError: they were not all read within ``timeout``.
+    """
     values = []
-    deadline = time.monotonic() + 60
-    while len(values) < count and time.monotonic() < deadline:
-        values.extend(m.value().decode() for m in
-                      consumer.consume_batch(count - len(values), 1.0))
-    consumer.commit(raise_errors=True)
-    consumer.close()
-    print(json.dumps(values))
+    deadline = time.monotonic() + timeout
+    while len(set(values)) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError('read %d of %d within %.0f s'
+                               % (len(set(values)), count, timeout))
+        batch = consumer.consume_batch(min(100, count), 1.0)
+        values.extend(m.value().decode() for m in batch)
+        if batch:
+            time.sleep(pace)  # the work a service does with a batch
+            consumer.commit()
+    deadline = time.monotonic() + timeout
+    while True:  # the last commit must land, outage or not
+        try:
+            consumer.commit(raise_errors=True)
+            return values
+        except kafka.CommitFailedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def roundtrip(uri, topic, group, count):
+    producer = client_factory.get_kafka_producer(uri)
+    producer.publish(topic, ['m-%d' % i for i in range(int(count))],
+                     sync=True, timeout=30)
+    producer.close()
+    consumer = client_factory.get_kafka_consumer(uri, group, topic)
+    try:
+        return read(consumer, int(count))
+    finally:
+        consumer.close()
+
+
+def outcome(call, timeout):
+    """What ``call`` raised, retried until it raises or ``timeout``."""
+    started = time.monotonic()
+    while True:
+        try:
+            call()
+        except kafka.KafkaClientError as exc:
+            return {'classes': [c.__name__ for c in type(exc).__mro__],
+                    'message': str(exc),
+                    'not_queued': getattr(exc, 'not_queued', None),
+                    'seconds': time.monotonic() - started}
+        if time.monotonic() - started > timeout:
+            return {'classes': [], 'seconds': time.monotonic() - started}
+
+
+def refused(uri, topic, group):
+    report = {}
+    producer = client_factory.get_kafka_producer(uri)
+    try:
+        report['publish'] = outcome(lambda: producer.publish(
+            topic, 'x', sync=True, timeout=60), 0)
+        report['again'] = outcome(lambda: producer.publish(
+            topic, ['y', 'z']), 0)
+    finally:
+        producer.close(1)
+    consumer = client_factory.get_kafka_consumer(uri, group, topic)
+    try:
+        report['consume'] = outcome(lambda: consumer.consume_batch(10, 1.0),
+                                    30)
+    finally:
+        consumer.close(1)
+    return report
+
+
+def stream(uri, topic, group, count):
+    stats = collections.Counter()
+    producer = client_factory.get_kafka_producer(uri)
+    publishing.publish_all(producer, topic,
+                           ['id-%06d' % i for i in range(int(count))],
+                           stats, bulk=100, pause=0.01)
+    producer.close()
+    consumer = client_factory.get_kafka_consumer(uri, group, topic)
+    try:
+        values = read(consumer, int(count), pace=0.01, timeout=240)
+    finally:
+        consumer.close()
+    return {'values': values, 'stats': stats}
+
+
+def main(command, config_file, *args):
+    uri = configure(config_file)
+    report = {'roundtrip': roundtrip, 'refused': refused,
+              'stream': stream}[command](uri, *args)
+    print(json.dumps(report))
 
 
 if __name__ == '__main__':
-    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    main(*sys.argv[1:])
