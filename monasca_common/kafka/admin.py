@@ -217,32 +217,43 @@ class KafkaAdmin:
         # All topics at once: asking for one by name may create it on a
         # broker with auto.create.topics.enable.
         client = self._client_or_raise()
+        return self._ask(lambda timeout: client.list_topics(timeout=timeout),
+                         'metadata', deadline, lambda: client.poll(0))
+
+    def _ask(self, ask, what: str, deadline: float, serve):
+        """``ask(timeout)`` until it answers or ``deadline``.
+
+        Short first tries notice a dead cluster early; doubling them lets a
+        slow answer arrive. Timeouts, retriable errors and brokers down are
+        tried again; ``serve()`` serves the client's error reports, and
+        every broker down since the call began raises
+        ``KafkaUnavailableError``. Any other error raises
+        ``KafkaClientError``.
+        """
         seen = self._down_reports
-        # Short first tries notice a dead cluster early; doubling them
-        # lets a slow answer arrive.
         attempt = _SLICE
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise errors.KafkaTimeoutError(
-                    'Kafka at %s did not answer in time (metadata)'
-                    % self.bootstrap_servers)
+                    'Kafka at %s did not answer in time (%s)'
+                    % (self.bootstrap_servers, what))
             try:
-                metadata = client.list_topics(timeout=min(remaining,
-                                                          attempt))
+                answer = ask(min(remaining, attempt))
             except confluent_kafka.KafkaException as exc:
-                if not exc.args[0].retriable() and exc.args[0].code() not in \
-                        _DOWN + (confluent_kafka.KafkaError._TIMED_OUT,):
+                err = exc.args[0]
+                if not err.retriable() and err.code() not in _DOWN + (
+                        confluent_kafka.KafkaError._TIMED_OUT,):
                     raise errors.KafkaClientError(
-                        'Kafka metadata from %s: %s'
-                        % (self.bootstrap_servers,
-                           exc.args[0].str())) from None
-                if self._unavailable(seen):
-                    self._raise_unavailable('metadata')
+                        'Kafka at %s: %s: %s' % (self.bootstrap_servers,
+                                                 what, err.str())) from None
+                serve()
+                if self._all_down and self._down_reports > seen:
+                    self._raise_unavailable(what)
                 attempt *= 2
                 continue
             self._all_down = False
-            return metadata
+            return answer
 
     def topic_exists(self, topic: str, timeout: float | None = None) -> bool:
         return not self.missing_topics([topic], timeout)
@@ -376,29 +387,48 @@ class KafkaAdmin:
         """
         group = kafka_config.check_group_id(group)
         deadline = self._deadline(timeout)
-        wanted = None
         if topic is not None:
             if partitions is None:
                 partitions = self.partitions(topic,
                                              deadline - time.monotonic())
-            wanted = [confluent_kafka.TopicPartition(topic, p)
-                      for p in partitions]
-        request = [confluent_kafka.ConsumerGroupTopicPartitions(group,
-                                                                wanted)]
-        with self._lock:
-            futures = self._call(
-                lambda client, left: client.list_consumer_group_offsets(
-                    request, request_timeout=left),
-                'committed offsets of group %s' % group, deadline)
+            wanted = [(topic, p) for p in partitions]
+        else:
+            # Kafka's own topics (__consumer_offsets...) are left out.
+            wanted = [(name, p) for name, found in
+                      self.topics(deadline - time.monotonic()).items()
+                      if not name.startswith('__') for p in found]
+        if not wanted:
+            return {}
+        offsets = self._committed(group, wanted, deadline)
+        if topic is None:
+            offsets = {k: v for k, v in offsets.items() if v is not None}
+        return offsets
+
+    def _committed(self, group: str, wanted: list[tuple[str, int]],
+                   deadline: float) -> dict[tuple[str, int], int | None]:
+        # A consumer that never subscribes fetches them and never joins.
+        # Not the admin API's ListConsumerGroupOffsets: librdkafka crashes
+        # the process when its coordinator answers NOT_COORDINATOR, as
+        # one does while the cluster restarts (librdkafka issue 5040).
+        config = dict(self._config)
+        config.update({'group.id': group, 'enable.auto.commit': False})
+        what = 'committed offsets of group %s' % group
+        reader = _client.create(confluent_kafka.Consumer, config)
+        partitions = [confluent_kafka.TopicPartition(*key) for key in wanted]
         try:
-            answer = futures[group].result()
-        except confluent_kafka.KafkaException as exc:
-            raise errors.KafkaClientError(
-                'committed offsets of group %s: %s'
-                % (group, exc.args[0].str())) from None
+            answer = self._ask(
+                lambda timeout: reader.committed(partitions, timeout=timeout),
+                what, deadline, lambda: reader.poll(0))
+        finally:
+            reader.close()
+        failed = [tp for tp in answer if tp.error is not None]
+        if failed:
+            raise errors.KafkaClientError('%s: %s[%d]: %s' % (
+                what, failed[0].topic, failed[0].partition,
+                failed[0].error.str()))
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0
                                            else None)
-                for tp in answer.topic_partitions}
+                for tp in answer}
 
     def group_lag(self, group: str, topic: str | None = None,
                   timeout: float | None = None) -> list[PartitionLag]:

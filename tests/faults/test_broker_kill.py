@@ -14,12 +14,15 @@
 
 import collections
 import os
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 from monasca_common import kafka
+from tests import publishing
 from tests import waiting
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -29,28 +32,7 @@ KILLS = 3
 
 
 def stream(producer, topic, payloads, stats, done):
-    """Publish everything the way a service should: retry what failed."""
-    bulk = 500
-    results = []
-    for i in range(0, len(payloads), bulk):
-        pending = payloads[i:i + bulk]
-        while pending:
-            try:
-                results.append(producer.publish(topic, pending))
-                pending = []
-            except kafka.KafkaUnavailableError:
-                stats['refused'] += len(pending)
-                time.sleep(0.2)  # nothing queued: try the same bulk again
-            except kafka.QueueFullError as exc:
-                stats['queue_full'] += exc.not_queued
-                pending = [f.value for f in exc.failed]
-        time.sleep(0.002)  # a steady stream, not one burst
-    producer.flush(300)
-    # What Kafka reported failed is published again, once, by value.
-    retry = [f.value for r in results for f in r.failed]
-    stats['reported_failed'] = len(retry)
-    if retry:
-        producer.publish(topic, retry, sync=True, timeout=120)
+    publishing.publish_all(producer, topic, payloads, stats)
     done.set()
 
 
@@ -87,3 +69,74 @@ def test_three_broker_kills_while_streaming(controllable_kafka, topic):
              stats['refused'], time.monotonic() - started))
     assert lost == 0
     assert duplicated == 0
+
+
+LAG_CHECKER = '''
+import collections, json, os, sys
+from monasca_common import kafka
+from monasca_common.kafka import admin
+servers, group, topic, progress, stop = sys.argv[1:]
+outcomes = collections.Counter()
+while not os.path.exists(stop):
+    try:
+        with admin.KafkaAdmin(servers, 2) as checker:
+            checker.group_lag(group, topic)
+            checker.group_lag(group)
+        outcomes['answered'] += 1
+        with open(progress, 'w') as out:
+            out.write(str(outcomes['answered']))
+    except kafka.KafkaClientError as exc:
+        outcomes[type(exc).__name__] += 1
+print(json.dumps(outcomes))
+'''
+
+
+def test_lag_checks_through_broker_restarts_never_crash(
+        controllable_kafka, topic, group_id, tmp_path):
+    # A monitor asks for a group's lag in a loop while the broker restarts:
+    # while the group's coordinator comes back it answers NOT_COORDINATOR,
+    # which must be retried, not crash the monitor's process.
+    servers = controllable_kafka.bootstrap_servers
+    with kafka.KafkaProducer(servers) as producer:
+        producer.publish(topic, ['x'] * 10, sync=True, timeout=30)
+    consumer = kafka.KafkaConsumer(servers, group_id, topic)
+    waiting.take(consumer, 10)
+    consumer.commit(raise_errors=True)
+    consumer.close()
+    progress, stop = tmp_path / 'progress', tmp_path / 'stop'
+    log = tmp_path / 'checker.log'
+    with open(log, 'w') as stderr:
+        checker = subprocess.Popen(
+            [sys.executable, '-c', LAG_CHECKER, servers, group_id, topic,
+             str(progress), str(stop)], stdout=subprocess.PIPE,
+            stderr=stderr, text=True)
+
+    def answered_since(before):
+        if checker.poll() is not None:
+            return True  # died: said below
+        return progress.exists() and int(progress.read_text() or 0) > before
+
+    def answered():
+        return int(progress.read_text() or 0) if progress.exists() else 0
+
+    try:
+        for restart in range(3):
+            before = answered()
+            waiting.until(lambda: answered_since(before), 60,
+                          'a lag answer before restart %d' % (restart + 1))
+            if checker.poll() is not None:
+                break
+            for node in controllable_kafka.nodes:
+                node.kill()
+                node.start()
+            controllable_kafka.wait_ready()
+        before = answered()
+        waiting.until(lambda: answered_since(before), 60,
+                      'a lag answer after the last restart')
+        stop.touch()
+        out, _ = checker.communicate(timeout=60)
+    finally:
+        checker.kill()
+    assert checker.returncode == 0, 'lag checker died (%s): %s' % (
+        checker.returncode, log.read_text()[-3000:])
+    print('lag checks through 3 broker restarts: %s' % out.strip())
