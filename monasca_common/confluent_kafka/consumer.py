@@ -47,6 +47,11 @@ from monasca_common.confluent_kafka import offsets as offset_ledger
 
 LOG = logging.getLogger(__name__)
 
+# How often librdkafka reports each partition's fetch state, by which
+# partitions that never started fetching are found (see fetching.py);
+# ``statistics.interval.ms=0`` turns that off.
+_STATISTICS_INTERVAL_MS = 5000
+
 KafkaError = confluent_kafka.KafkaError
 Message = confluent_kafka.Message
 TopicPartition = confluent_kafka.TopicPartition
@@ -95,7 +100,11 @@ class KafkaConsumer(_client.Client):
         ``enable.auto.commit=false``, ``enable.auto.offset.store=false``,
         ``auto.offset.reset=earliest``,
         ``partition.assignment.strategy=cooperative-sticky``,
-        ``fetch.queue.backoff.ms=50`` (a backlog is read without pauses).
+        ``fetch.queue.backoff.ms=50`` (a backlog is read without pauses),
+        ``statistics.interval.ms=5000``: a partition still not fetching
+        15 s after it was assigned (librdkafka gave up asking for its
+        committed offset) is assigned again; 0 turns that off. A
+        ``stats_cb`` of the caller still gets every report.
     :raises ConfigurationError: empty group id, illegal topic, or an unknown
         or invalid property.
     """
@@ -154,6 +163,11 @@ class KafkaConsumer(_client.Client):
         self._committer = committing.Committer(
             self._ledger, self._commit_timeout, self._deliver_before_commit)
         self._config['on_commit'] = self._on_commit
+        # The member reads which partitions fetch from the statistics.
+        self._stats_cb = self._config.get('stats_cb')
+        self._config['stats_cb'] = self._on_stats
+        self._config.setdefault('statistics.interval.ms',
+                                _STATISTICS_INTERVAL_MS)
         self._consumer = _client.create(confluent_kafka.Consumer,
                                         self._config)
         # The group is joined on first read, not here: a consumer built
@@ -175,6 +189,12 @@ class KafkaConsumer(_client.Client):
     def _on_commit(self, err, partitions) -> None:
         if self._member is not None:
             self._member.on_commit(err, partitions)
+
+    def _on_stats(self, stats: str) -> None:
+        if self._member is not None:
+            self._member.on_stats(stats)
+        if self._stats_cb is not None:
+            self._stats_cb(stats)
 
     def _forked(self) -> None:
         # Group membership, offsets handed out and librdkafka's threads all

@@ -40,6 +40,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import inspect
+import json
 import logging
 import threading
 import time
@@ -47,6 +48,7 @@ import typing
 
 import confluent_kafka
 
+from monasca_common.confluent_kafka import fetching
 from monasca_common.confluent_kafka.offsets import describe
 
 LOG = logging.getLogger(__name__)
@@ -66,6 +68,9 @@ _CHUNK = 500
 _HIGH = 20 * _CHUNK
 _LOW = 4 * _CHUNK
 _STALL_AFTER = 1.0
+# A partition silent this long whose fetch librdkafka's statistics show
+# stuck is assigned again (see fetching.py).
+_FETCH_GRACE = 15.0
 _FATAL_CONSUME = frozenset((
     KafkaError._AUTHENTICATION, KafkaError.TOPIC_AUTHORIZATION_FAILED,
     KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError._INVALID_ARG,
@@ -125,6 +130,8 @@ class GroupMember:
         self._stalled = False
         self._active = 0.0
         self._assignment_changed = False
+        self._fetch_watch = fetching.FetchWatch(_FETCH_GRACE)
+        self._fetch_states: dict[Key, dict] | None = None
         self._thread = threading.Thread(target=self._run,
                                         name='kafka-consumer-member',
                                         daemon=True)
@@ -268,6 +275,8 @@ class GroupMember:
         buffer = self.buffer
         while not self._closing:
             self._run_jobs()
+            if self._fetch_states is not None:
+                self._assign_stuck_again()
             if self._too_full():
                 self._wake.wait(_POLL_WAIT_ACTIVE)
                 self._wake.clear()
@@ -301,6 +310,8 @@ class GroupMember:
                         if (m.topic(), m.partition()) in assigned]
             if good:
                 self._active = time.monotonic()
+                fetched: set = {(m.topic(), m.partition()) for m in good}
+                self._fetch_watch.reset(fetched, self._active)
                 with self.ready:
                     buffer.extend(good)
                     self.ready.notify_all()
@@ -341,6 +352,54 @@ class GroupMember:
                                  for k in self._paused_by_stall])
         return False
 
+    def on_stats(self, stats: str) -> None:
+        """librdkafka's ``stats_cb``: keep the partitions' fetch states."""
+        try:
+            topics = json.loads(stats).get('topics', {})
+            self._fetch_states = {
+                (topic, int(partition)): state
+                for topic, found in topics.items()
+                for partition, state in found.get('partitions', {}).items()}
+        except (ValueError, AttributeError, TypeError):
+            LOG.debug('Kafka consumer: unreadable statistics ignored')
+
+    def _assign_stuck_again(self) -> None:
+        """Assign again silent partitions whose fetch is stuck."""
+        states, self._fetch_states = self._fetch_states or {}, None
+        now = time.monotonic()
+        watch = self._fetch_watch
+        watch.reset(self._paused_by_user | self._paused_by_stall, now)
+        silent = []
+        for key in sorted(watch.due(now)):
+            if fetching.stuck(states.get(key, {})):
+                silent.append(confluent_kafka.TopicPartition(*key))
+            else:
+                watch.reset([key], now)  # at the end of its log: idle
+        if not silent:
+            return
+        watch.reset(((tp.topic, tp.partition) for tp in silent), now)
+        LOG.warning('Kafka consumer: nothing fetched from %s for %.0f s '
+                    'while Kafka has messages for them; assigning them '
+                    'again', describe(silent), watch.grace)
+        self._resume((tp.topic, tp.partition) for tp in silent)
+        try:
+            self.consumer.incremental_unassign(silent)
+            self.consumer.incremental_assign(silent)
+        except confluent_kafka.KafkaException:
+            # The eager protocol replaces the whole assignment: the others
+            # resume where they are.
+            keep = {(tp.topic, tp.partition) for tp in silent}
+            positions = [
+                tp if (tp.topic, tp.partition) not in keep else
+                confluent_kafka.TopicPartition(tp.topic, tp.partition)
+                for tp in self.consumer.position(
+                    self.consumer.assignment())]
+            try:
+                self.consumer.assign(positions)
+            except confluent_kafka.KafkaException as exc:
+                LOG.warning('Kafka consumer: could not assign %s again: '
+                            '%s', describe(silent), exc)
+
     def _on_message_error(self, err: KafkaError) -> None:
         code = err.code()
         if code == KafkaError._PARTITION_EOF:
@@ -359,6 +418,8 @@ class GroupMember:
 
     def _on_assign(self, consumer, partitions) -> None:
         self.assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._fetch_watch.assigned(((tp.topic, tp.partition)
+                                    for tp in partitions), time.monotonic())
         self._assignment_changed = True
         if self._stalled:
             # Fetching is stopped for everything else too.
@@ -428,8 +489,23 @@ class GroupMember:
             # Gone without the reading thread: it must not commit them.
             revocation.abandoned = True
         self.assigned.difference_update(revocation.keys)
+        self._fetch_watch.forget(revocation.keys)
+        paused = revocation.keys & (self._paused_by_user |
+                                    self._paused_by_stall)
         self._paused_by_user -= revocation.keys
         self._paused_by_stall -= revocation.keys
+        if paused and not self._closing:
+            # librdkafka keeps a partition paused across its leaving and
+            # coming back: it would come back assigned and never fetched.
+            self._resume(paused)
+
+    def _resume(self, keys) -> None:
+        partitions = [confluent_kafka.TopicPartition(*k) for k in keys]
+        try:
+            self.consumer.resume(partitions)
+        except confluent_kafka.KafkaException as exc:
+            LOG.warning('Kafka consumer: could not resume %s: %s',
+                        describe(partitions), exc)
 
     # -- closing ------------------------------------------------------------
 

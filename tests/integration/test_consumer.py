@@ -390,3 +390,46 @@ def test_next_generation_group_protocol(bootstrap_servers, make_topic,
         for consumer in members:
             consumer.close()
     assert max(seen.values()) == 1
+
+
+def test_partitions_taken_while_stalled_fetch_when_they_come_back(
+        bootstrap_servers, make_topic, group_id):
+    # A service that stops reading for a while (the retry engine asleep)
+    # has its partitions paused; a rebalance takes some away meanwhile and
+    # later gives them back, once it reads again. librdkafka keeps a pause
+    # across a partition's leaving and coming back: unless the consumer
+    # resumes them as they leave, they come back assigned and silent.
+    # (Statistics off: the stuck-fetch watch would mend it after 15 s.)
+    topic = make_topic(partitions=4)
+    total = 16000
+    produce(bootstrap_servers, topic, ['m%05d' % i for i in range(total)])
+    values = collections.Counter()
+    sleeper = new_consumer(bootstrap_servers, group_id, topic,
+                           **{'statistics.interval.ms': 0})
+    try:
+        values.update(m.value() for m in waiting.take(sleeper, 1))
+        sleeper.commit(raise_errors=True)  # nothing for a revoke to wait on
+        member = sleeper._member
+        waiting.until(lambda: member._stalled, 60,
+                      'the sleeping reader stops fetching')
+        joiner = new_consumer(bootstrap_servers, group_id, topic)
+        try:
+            batch = joiner.consume_batch(100, 30)
+            values.update(m.value() for m in batch)
+            joiner.commit(raise_errors=True)
+            waiting.until(lambda: len(sleeper.assignment()) == 2, 60,
+                          'half the partitions taken from the sleeper')
+            # Awake: it reads what it had and fetches again.
+            while member._stalled or member.buffer:
+                values.update(m.value()
+                              for m in sleeper.consume_batch(500, 1.0))
+        finally:
+            joiner.close()
+        waiting.until(lambda: len(sleeper.assignment()) == 4, 60,
+                      'the partitions back with the sleeper')
+        deadline = time.monotonic() + 60
+        while len(values) < total and time.monotonic() < deadline:
+            values.update(m.value() for m in sleeper.consume_batch(500, 1.0))
+    finally:
+        sleeper.close()
+    assert len(values) == total, 'never read: %d' % (total - len(values))
