@@ -28,10 +28,9 @@ import confluent_kafka
 
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import logs
 
-# librdkafka's own log lines (connection failures and the like) go to
-# Python logging under this name, not to stderr.
-LIBRDKAFKA_LOG = logging.getLogger('monasca_common.confluent_kafka.librdkafka')
+LIBRDKAFKA_LOG = logs.LIBRDKAFKA_LOG
 
 # librdkafka names a property by its canonical name in errors; say which
 # alias the caller used.

@@ -13,6 +13,7 @@
 """The broker is SIGKILLed and restarted while a producer streams."""
 
 import collections
+import logging
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from tests import waiting
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
+LIBRDKAFKA = 'monasca_common.confluent_kafka.librdkafka'
 MESSAGES = int(os.environ.get('FAULT_MESSAGES', 100000))
 KILLS = 3
 
@@ -140,3 +142,40 @@ def test_lag_checks_through_broker_restarts_never_crash(
     assert checker.returncode == 0, 'lag checker died (%s): %s' % (
         checker.returncode, log.read_text()[-3000:])
     print('lag checks through 3 broker restarts: %s' % out.strip())
+
+
+def test_a_broker_outage_logs_a_bounded_number_of_lines(
+        controllable_kafka, topic, group_id, caplog):
+    # Each client reports every failed reconnect, several a second; the
+    # operator's log gets one line per client, broker and kind each 30 s.
+    servers = controllable_kafka.bootstrap_servers
+    caplog.set_level(logging.INFO, logger=LIBRDKAFKA)
+    outage = 15.0
+    with kafka.KafkaProducer(servers) as producer:
+        producer.publish(topic, ['before'], sync=True, timeout=30)
+        consumer = kafka.KafkaConsumer(servers, group_id, topic)
+        try:
+            waiting.take(consumer, 1)
+            caplog.clear()
+            for node in controllable_kafka.nodes:
+                node.kill()
+            deadline = time.monotonic() + outage
+            while time.monotonic() < deadline:
+                consumer.consume_batch(10, 0.5)
+                try:
+                    producer.publish(topic, ['during'])
+                except kafka.KafkaUnavailableError:
+                    pass  # refused after unavailable_after: logged too
+            lines = [r for r in caplog.records if r.name == LIBRDKAFKA]
+            for node in controllable_kafka.nodes:
+                node.start()
+            controllable_kafka.wait_ready()
+            producer.flush(60)
+        finally:
+            consumer.close()
+    kinds = {(r.levelno,) + tuple(r.args[:2]) + (
+        str(r.args[2]).split(': ', 1)[0],) for r in lines}
+    print('broker outage of %.0f s: %d librdkafka lines, %d kinds'
+          % (outage, len(lines), len(kinds)))
+    assert lines, 'the outage was not logged at all'
+    assert len(lines) == len(kinds), 'a kind repeated within 30 s'
