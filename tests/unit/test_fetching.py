@@ -12,7 +12,14 @@
 
 """The fetch watch: which assigned partitions are silent, which stuck."""
 
+import time
+import uuid
+
+import pytest
+
 from monasca_common.confluent_kafka import fetching
+from monasca_common import kafka
+from tests import waiting
 
 A, B, C = ('t', 0), ('t', 1), ('u', 0)
 
@@ -74,3 +81,46 @@ def test_idle_busy_or_still_starting_fetches_are_not_stuck():
     assert not fetching.stuck(stats(hi_offset=-1001))  # not known yet
     assert not fetching.stuck(stats(next_offset=-1001))
     assert not fetching.stuck({})  # not in the statistics at all
+
+
+@pytest.mark.parametrize('strategy', ['cooperative-sticky', 'range'])
+def test_a_stuck_partition_is_assigned_again_and_read_on(
+        mock_cluster, strategy, monkeypatch, caplog):
+    # Incremental re-assignment under the cooperative protocol; the whole
+    # assignment, positions kept, under the eager one.
+    topic = 'stuck-' + uuid.uuid4().hex[:8]
+    with kafka.KafkaProducer(mock_cluster) as producer:
+        producer.publish(topic, ['a%d' % i for i in range(100)], key='k',
+                         sync=True, timeout=30)
+    consumer = kafka.KafkaConsumer(
+        mock_cluster, 'g-' + uuid.uuid4().hex[:8], topic, **{
+            'partition.assignment.strategy': strategy,
+            'statistics.interval.ms': 200})
+    try:
+        taken = waiting.take(consumer, 100)
+        consumer.commit(raise_errors=True)
+        member = consumer._member
+        key = (topic, taken[0].partition())
+        looked_at = []
+
+        def stuck(state):
+            looked_at.append(state)
+            return True
+
+        # Silent long enough, and stuck by its statistics.
+        monkeypatch.setattr(fetching, 'stuck', stuck)
+        member.call(lambda c: member._fetch_watch._since.__setitem__(
+            key, time.monotonic() - 100), 10)
+        waiting.until(lambda: 'assigning them again' in caplog.text, 30,
+                      'the stuck partition assigned again')
+        monkeypatch.undo()
+        assert looked_at
+        assert sorted(tp.partition for tp in consumer.assignment()) == \
+            [0, 1, 2, 3]
+        with kafka.KafkaProducer(mock_cluster) as producer:
+            producer.publish(topic, ['b%d' % i for i in range(100)],
+                             key='k', sync=True, timeout=30)
+        again = [m.value() for m in waiting.take(consumer, 100, 30)]
+        assert again == [b'b%d' % i for i in range(100)]
+    finally:
+        consumer.close()
