@@ -48,7 +48,7 @@ from monasca_common.confluent_kafka import offsets as offset_ledger
 LOG = logging.getLogger(__name__)
 
 # How often librdkafka reports each partition's fetch state, by which
-# partitions that never started fetching are found (see fetching.py);
+# partitions whose fetch is stuck are found (see fetching.py);
 # ``statistics.interval.ms=0`` turns that off.
 _STATISTICS_INTERVAL_MS = 5000
 
@@ -101,10 +101,11 @@ class KafkaConsumer(_client.Client):
         ``auto.offset.reset=earliest``,
         ``partition.assignment.strategy=cooperative-sticky``,
         ``fetch.queue.backoff.ms=50`` (a backlog is read without pauses),
-        ``statistics.interval.ms=5000``: a partition still not fetching
-        15 s after it was assigned (librdkafka gave up asking for its
-        committed offset) is assigned again; 0 turns that off. A
-        ``stats_cb`` of the caller still gets every report.
+        ``statistics.interval.ms=5000``: a partition that received nothing
+        for 15 s while its statistics show its fetch stuck (never started,
+        or below the high watermark with nothing queued) is assigned
+        again; 0 turns that off. A ``stats_cb`` of the caller still gets
+        every report.
     :raises ConfigurationError: empty group id, illegal topic, or an unknown
         or invalid property.
     """

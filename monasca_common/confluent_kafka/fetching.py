@@ -19,10 +19,9 @@ a broker restart: the partition's fetcher reports itself active, at an
 offset below the high watermark, with nothing fetched and nothing queued;
 and, when the coordinator answers NOT_COORDINATOR to the question for the
 committed offsets, the fetcher is never started at all (librdkafka issue
-5586). The member keeps, per partition, since when it delivered nothing
-(:class:`FetchWatch`), reads librdkafka's statistics for those silent
-longer than the grace, and assigns again those whose statistics say
-:func:`stuck`.
+5586). From librdkafka's statistics the member keeps, per partition, since
+when it received nothing (:class:`FetchWatch`), and assigns again those
+silent longer than the grace whose statistics say :func:`stuck`.
 
 Pure bookkeeping: the clock is passed in.
 """
@@ -30,6 +29,7 @@ Pure bookkeeping: the clock is passed in.
 from __future__ import annotations
 
 import collections.abc
+import typing
 
 Key = tuple[str, int]
 
@@ -47,6 +47,7 @@ class FetchWatch:
     def __init__(self, grace: float):
         self.grace = grace
         self._since: dict[Key, float] = {}
+        self._received: dict[Key, typing.Any] = {}
 
     def assigned(self, keys: collections.abc.Iterable[Key],
                  now: float) -> None:
@@ -54,12 +55,25 @@ class FetchWatch:
         for key in keys:
             self._since.setdefault(key, now)
 
+    def progress(self, received: collections.abc.Mapping[Key, typing.Any],
+                 now: float) -> None:
+        """Messages received so far, per partition (``rxmsgs``).
+
+        The clock of a watched partition whose count moved starts again;
+        one missing from ``received`` is left as it is.
+        """
+        moved = [key for key in self._since if key in received and
+                 received[key] != self._received.get(key)]
+        for key in moved:
+            self._received[key] = received[key]
+        self.reset(moved, now)
+
     def reset(self, keys: collections.abc.Iterable[Key],
               now: float) -> None:
         """Their clock starts again.
 
-        A message came, they were assigned again, or they are paused (a
-        paused partition fetches nothing).
+        Messages came, they were assigned again, they are paused (a paused
+        partition fetches nothing) or idle at the end of their log.
         """
         since = self._since
         for key in keys:
@@ -70,6 +84,7 @@ class FetchWatch:
         """Revoked or lost: no longer watched."""
         for key in keys:
             self._since.pop(key, None)
+            self._received.pop(key, None)
 
     def due(self, now: float) -> set[Key]:
         """Partitions silent for ``grace`` seconds or more."""

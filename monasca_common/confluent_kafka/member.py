@@ -310,8 +310,6 @@ class GroupMember:
                         if (m.topic(), m.partition()) in assigned]
             if good:
                 self._active = time.monotonic()
-                fetched: set = {(m.topic(), m.partition()) for m in good}
-                self._fetch_watch.reset(fetched, self._active)
                 with self.ready:
                     buffer.extend(good)
                     self.ready.notify_all()
@@ -335,8 +333,7 @@ class GroupMember:
                     self._paused_by_user
                 self._paused_by_stall = set()
                 if keys:
-                    self.consumer.resume([confluent_kafka.TopicPartition(*k)
-                                          for k in keys])
+                    self._resume(keys)
             return False
         if self._stalled:
             return False
@@ -353,15 +350,26 @@ class GroupMember:
         return False
 
     def on_stats(self, stats: str) -> None:
-        """librdkafka's ``stats_cb``: keep the partitions' fetch states."""
+        """librdkafka's ``stats_cb``: keep the partitions' fetch states.
+
+        Called inside ``poll``, on the member thread; the partitions are
+        assigned again, if need be, after the poll.
+        """
         try:
             topics = json.loads(stats).get('topics', {})
-            self._fetch_states = {
+            states = {
                 (topic, int(partition)): state
                 for topic, found in topics.items()
                 for partition, state in found.get('partitions', {}).items()}
         except (ValueError, AttributeError, TypeError):
             LOG.debug('Kafka consumer: unreadable statistics ignored')
+            return
+        # Received counts from the statistics: the consume loop itself
+        # does nothing for the watch.
+        self._fetch_watch.progress(
+            {key: state.get('rxmsgs') for key, state in states.items()},
+            time.monotonic())
+        self._fetch_states = states
 
     def _assign_stuck_again(self) -> None:
         """Assign again silent partitions whose fetch is stuck."""
@@ -369,29 +377,25 @@ class GroupMember:
         now = time.monotonic()
         watch = self._fetch_watch
         watch.reset(self._paused_by_user | self._paused_by_stall, now)
-        silent = []
-        for key in sorted(watch.due(now)):
-            if fetching.stuck(states.get(key, {})):
-                silent.append(confluent_kafka.TopicPartition(*key))
-            else:
-                watch.reset([key], now)  # at the end of its log: idle
-        if not silent:
+        due = sorted(watch.due(now))
+        stuck = [key for key in due if fetching.stuck(states.get(key, {}))]
+        watch.reset(due, now)  # idle ones, and stuck ones assigned again
+        if not stuck:
             return
-        watch.reset(((tp.topic, tp.partition) for tp in silent), now)
+        silent = [confluent_kafka.TopicPartition(*key) for key in stuck]
         LOG.warning('Kafka consumer: nothing fetched from %s for %.0f s '
                     'while Kafka has messages for them; assigning them '
                     'again', describe(silent), watch.grace)
-        self._resume((tp.topic, tp.partition) for tp in silent)
+        self._resume(stuck)
         try:
             self.consumer.incremental_unassign(silent)
             self.consumer.incremental_assign(silent)
         except confluent_kafka.KafkaException:
             # The eager protocol replaces the whole assignment: the others
             # resume where they are.
-            keep = {(tp.topic, tp.partition) for tp in silent}
             positions = [
-                tp if (tp.topic, tp.partition) not in keep else
                 confluent_kafka.TopicPartition(tp.topic, tp.partition)
+                if (tp.topic, tp.partition) in stuck else tp
                 for tp in self.consumer.position(
                     self.consumer.assignment())]
             try:

@@ -40,6 +40,19 @@ def test_a_message_restarts_the_clock():
     assert C not in watch.due(now=1000)
 
 
+def test_received_counts_that_move_restart_the_clock():
+    watch = fetching.FetchWatch(grace=15)
+    watch.assigned([A, B], now=100)
+    watch.progress({A: 10, B: 7}, now=101)  # first counts: both moved
+    watch.progress({A: 10, B: 9, C: 3}, now=110)  # only B moved
+    assert watch.due(now=116) == {A}
+    assert watch.due(now=125) == {A, B}
+    watch.forget([A])
+    watch.assigned([A], now=130)
+    watch.progress({A: 10}, now=131)  # back: its count is news again
+    assert watch.due(now=145) == {B}
+
+
 def test_assigning_again_keeps_the_first_clock():
     # A rebalance that hands the same partition again does not hide it.
     watch = fetching.FetchWatch(grace=15)
