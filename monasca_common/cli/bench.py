@@ -54,6 +54,10 @@ class Result:
     messages: int
     seconds: float
     note: str = ''
+    #: (seconds since the start, messages queued) samples; only with
+    #: ``Bench(sample_queue=True)``.
+    queue_depth: list[tuple[float, int]] = dataclasses.field(
+        default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -123,13 +127,43 @@ def _create_topic(servers, topic, partitions):
     raise RuntimeError('topic %s has no leader after 15 s' % topic)
 
 
+class QueueSampler:
+    """Samples a producer's queued messages every ``period`` seconds."""
+
+    def __init__(self, producer, period: float = 0.01):
+        self._producer = producer
+        self._period = period
+        self._samples: list[tuple[float, int]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        started = time.perf_counter()
+        queued = self._producer.metrics
+        while True:
+            self._samples.append((time.perf_counter() - started,
+                                  int(queued()['queue.messages'])))
+            if self._done.wait(self._period):
+                return
+
+    def stop(self) -> list[tuple[float, int]]:
+        self._done.set()
+        self._thread.join()
+        return self._samples
+
+
 class Bench:
     """Runs the scenarios; ``progress`` is told (name, done, total)."""
 
     def __init__(self, servers: str, messages: int, mock: bool,
                  progress: typing.Callable | None = None,
-                 partitions: int = 4, rounds: int = 3):
+                 partitions: int = 4, rounds: int = 3,
+                 sample_queue: bool = False):
         self.servers = servers
+        # Queue depth over time of the library's producer scenarios, for
+        # the plot; off unless asked for, the figures being the point.
+        self.sample_queue = sample_queue
         # The scenarios behind the ratios run this many times, interleaved,
         # and the best of each counts: on a small machine one run can be
         # far off, and it must not decide a ratio.
@@ -220,6 +254,7 @@ class Bench:
             producer.publish(topic, b'warm-up', timeout=30)
             if producer.flush(30):
                 raise RuntimeError('the warm-up message was not delivered')
+            sampler = QueueSampler(producer) if self.sample_queue else None
             started = time.perf_counter()
             body(producer, topic, payloads, name)
             left = producer.flush(120)
@@ -227,7 +262,8 @@ class Bench:
             failed = producer.stats()['failed']
         if left or failed:
             note = '%s %d undelivered' % (note, left + failed)
-        return Result(name, size, n, elapsed, note.strip())
+        return Result(name, size, n, elapsed, note.strip(),
+                      sampler.stop() if sampler is not None else [])
 
     def _publish_lists(self, producer, topic, payloads, name, **publish):
         for i in range(0, len(payloads), 1000):

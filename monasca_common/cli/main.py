@@ -10,7 +10,8 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""``monasca-kafka``: produce, consume, check, show lag and benchmark.
+"""``monasca-kafka``: produce, consume, check, show lag, benchmark, and
+show the clients' metrics live.
 
 With no ``--bootstrap-servers``, ``bench`` runs on librdkafka's embedded
 mock cluster, so it needs nothing but this package. ``--config-file`` reads
@@ -94,10 +95,24 @@ def _plot(results, path):
         return False
     rows = [r for r in results if not r.scenario.startswith('end-to-end')]
     labels = ['%s (%d B)' % (r.scenario, r.size) for r in rows]
-    figure, axes = pyplot.subplots(figsize=(10, 0.4 * len(rows) + 1))
-    axes.barh(labels, [r.rate for r in rows])
-    axes.set_xlabel('messages per second')
-    axes.invert_yaxis()
+    sampled = [r for r in rows if r.queue_depth]
+    figure, axes = pyplot.subplots(
+        1, 2 if sampled else 1, squeeze=False,
+        figsize=(18 if sampled else 10, 0.4 * len(rows) + 2))
+    rates = axes[0][0]
+    rates.barh(labels, [r.rate for r in rows])
+    rates.set_xlabel('messages per second')
+    rates.invert_yaxis()
+    if sampled:
+        depth = axes[0][1]
+        for r in sampled:
+            depth.plot([t for t, _ in r.queue_depth],
+                       [n for _, n in r.queue_depth],
+                       label='%s (%d B)' % (r.scenario, r.size))
+        depth.set_xlabel('seconds since the first publish')
+        depth.set_ylabel('messages queued, not yet acknowledged')
+        depth.set_title('producer queue depth')
+        depth.legend(fontsize='small')
     figure.tight_layout()
     figure.savefig(path)
     return True
@@ -111,7 +126,8 @@ def cmd_bench(args) -> int:
         servers = mock.bootstrap_servers
     on_progress, report = _progress_and_report()
     runner = bench.Bench(servers, args.messages, mock is not None,
-                         on_progress, rounds=args.rounds)
+                         on_progress, rounds=args.rounds,
+                         sample_queue=bool(args.plot))
     try:
         results = runner.run(sizes=args.sizes, latency=not args.no_latency)
     finally:
@@ -121,6 +137,24 @@ def cmd_bench(args) -> int:
     report(results, bench.ratios(results))
     if args.plot and _plot(results, args.plot):
         print('plot written to %s' % args.plot)
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from monasca_common.cli import stats
+    mock = None
+    servers = args.bootstrap_servers
+    if not servers:
+        mock = bench.MockCluster()
+        servers = mock.bootstrap_servers
+    demo = stats.Demo(servers, mock is not None, args.rate, args.read_rate)
+    demo.start()
+    try:
+        stats.show(demo, args.duration, args.refresh, args.json)
+    finally:
+        demo.stop()
+        if mock is not None:
+            mock.close()
     return 0
 
 
@@ -253,8 +287,27 @@ def parser() -> argparse.ArgumentParser:
                    help='runs of the scenarios behind the ratios; the '
                         'best of each counts')
     b.add_argument('--no-latency', action='store_true')
-    b.add_argument('--plot', help='write a PNG bar chart here (matplotlib)')
+    b.add_argument('--plot', help='write a PNG here (matplotlib): msgs/s '
+                                  'per scenario, and the queue depth over '
+                                  'time of the producer scenarios')
     b.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser('stats', help="the clients' metrics, live, on a "
+                                     'demo stream')
+    s.add_argument('--bootstrap-servers', '-b',
+                   help='a real broker (default: embedded mock cluster)')
+    s.add_argument('--rate', type=int, default=2000,
+                   help='messages per second the producer publishes')
+    s.add_argument('--read-rate', type=int, default=0,
+                   help='messages per second the consumer reads at most, '
+                        'to see lag (default: as fast as they come)')
+    s.add_argument('--duration', type=float, default=0,
+                   help='seconds to run (default: until Ctrl-C)')
+    s.add_argument('--refresh', type=float, default=1.0,
+                   help='seconds between two views')
+    s.add_argument('--json', action='store_true',
+                   help='one JSON line per client and view')
+    s.set_defaults(func=cmd_stats)
 
     p = sub.add_parser('produce', help='publish messages (args or stdin)')
     p.add_argument('--bootstrap-servers', '-b', required=True)

@@ -29,6 +29,8 @@ import confluent_kafka
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import logs
+from monasca_common.confluent_kafka import metrics
+from monasca_common.confluent_kafka import reporting
 
 LIBRDKAFKA_LOG = logs.LIBRDKAFKA_LOG
 
@@ -112,12 +114,19 @@ def _forward_error(owner_ref, err) -> None:
         owner._on_client_error(err)
 
 
+def _forward_statistics(owner_ref, text) -> None:
+    owner = owner_ref()
+    if owner is not None:
+        owner._on_statistics(text)
+
+
 class Client:
     """Base of the producer and the consumer.
 
     :ivar _config: the librdkafka configuration, ``error_cb`` routed to
-        :meth:`_on_client_error` (held weakly: librdkafka's reference must
-        not keep a dropped client alive).
+        :meth:`_on_client_error` and ``stats_cb`` to :meth:`_on_statistics`
+        (held weakly: librdkafka's reference must not keep a dropped client
+        alive). The caller's own callbacks still get every call.
     """
 
     _role = 'client'
@@ -126,8 +135,13 @@ class Client:
     def _init_client(self, config: dict) -> None:
         self._user_error_cb: typing.Callable | None = config.pop('error_cb',
                                                                  None)
+        self._user_stats_cb: typing.Callable | None = config.pop('stats_cb',
+                                                                 None)
         owner = weakref.ref(self)
         config['error_cb'] = lambda err: _forward_error(owner, err)
+        config['stats_cb'] = lambda text: _forward_statistics(owner, text)
+        self._statistics = metrics.Statistics()
+        self._reporter: reporting.StatsdReporter | None = None
         self._config = config
         self._closed = False
         self._pid = os.getpid()
@@ -143,6 +157,34 @@ class Client:
                 self._user_error_cb(err)
             except BaseException:
                 self._log.exception('Kafka error callback raised')
+
+    def _on_statistics(self, text: str) -> None:
+        document = self._statistics.update(text)
+        if document is not None:
+            self._statistics_received(document)
+        if self._user_stats_cb is not None:
+            try:
+                self._user_stats_cb(text)
+            except BaseException:
+                self._log.exception('Kafka statistics callback raised')
+
+    def _statistics_received(self, document: dict) -> None:
+        """A statistics report came (on the polling thread)."""
+
+    def _start_reporting(self,
+                         reporter: reporting.StatsdReporter | None) -> None:
+        """Have ``reporter`` (or ``[kafka_metrics]``'s) send metrics."""
+        self._reporter = reporting.resolve(reporter)
+        if self._reporter is not None:
+            self._reporter.add(self)
+
+    def _stop_reporting(self) -> None:
+        if self._reporter is not None:
+            self._reporter.remove(self)
+
+    @property
+    def client_id(self) -> str:
+        return str(self._config.get('client.id', 'rdkafka'))
 
     def _check_usable(self) -> None:
         if self._closed:

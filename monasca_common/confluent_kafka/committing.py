@@ -61,6 +61,12 @@ class Committer:
         self._deliver_first = deliver_before_commit
         self._failures_seen = published.failures()
         self._logged: dict[str, float] = {}
+        #: Commits Kafka took, and commits that did not happen (deferred
+        #: or refused), since the start.
+        self.done = 0
+        self.failed = 0
+        #: When Kafka last took a commit (``time.monotonic()``).
+        self.last_done: float | None = None
 
     def commit(self, member, only=None, revoking: bool = False,
                asynchronous: bool = False) -> list[TopicPartition]:
@@ -74,6 +80,13 @@ class Committer:
         pending = self._ledger.pending(member.assigned, only)
         if not pending:
             return []
+        try:
+            return self._commit(member, pending, revoking, asynchronous)
+        except Exception:
+            self.failed += 1
+            raise
+
+    def _commit(self, member, pending, revoking, asynchronous):
         deadline = time.monotonic() + self._timeout
         if self._deliver_first:
             self._await_outputs(member, pending, deadline, revoking)
@@ -93,12 +106,19 @@ class Committer:
             if exc.args[0].code() == KafkaError._NO_OFFSET:
                 return []
             raise offset_ledger.commit_error(exc.args[0], offsets) from None
-        return self._ledger.settle(result)
+        return self._settle(result)
+
+    def _settle(self, result: list) -> list[TopicPartition]:
+        done = self._ledger.settle(result)
+        self.done += 1
+        self.last_done = time.monotonic()
+        return done
 
     def _settle_later(self, future) -> None:
         try:
-            self._ledger.settle(future.result())
+            self._settle(future.result())
         except Exception as exc:
+            self.failed += 1
             self.log_once('async', 'Kafka asynchronous commit: %s', exc)
 
     def _await_outputs(self, member, pending, deadline, revoking) -> None:

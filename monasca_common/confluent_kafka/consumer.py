@@ -43,7 +43,9 @@ from monasca_common.confluent_kafka import committing
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import member as group_member
+from monasca_common.confluent_kafka import metrics as client_metrics
 from monasca_common.confluent_kafka import offsets as offset_ledger
+from monasca_common.confluent_kafka import reporting
 
 LOG = logging.getLogger(__name__)
 
@@ -106,6 +108,9 @@ class KafkaConsumer(_client.Client):
         or below the high watermark with nothing queued) is assigned
         again; 0 turns that off. A ``stats_cb`` of the caller still gets
         every report.
+    :param metrics_reporter: a :class:`StatsdReporter` that sends
+        :meth:`metrics` every interval; by default the one
+        ``[kafka_metrics] statsd_address`` configures, if any.
     :raises ConfigurationError: empty group id, illegal topic, or an unknown
         or invalid property.
     """
@@ -122,6 +127,7 @@ class KafkaConsumer(_client.Client):
                  commit_errors: str = 'log',
                  deliver_before_commit: bool = True,
                  revoke_timeout: float | None = None,
+                 metrics_reporter: reporting.StatsdReporter | None = None,
                  **config: typing.Any):
         if commit_errors not in ('log', 'raise'):
             raise errors.ConfigurationError(
@@ -148,6 +154,7 @@ class KafkaConsumer(_client.Client):
         self._stop = False
         self._close_lock = threading.Lock()
         self._start()
+        self._start_reporting(metrics_reporter)
 
     @staticmethod
     def _topic_list(topic) -> list[str]:
@@ -165,8 +172,6 @@ class KafkaConsumer(_client.Client):
             self._ledger, self._commit_timeout, self._deliver_before_commit)
         self._config['on_commit'] = self._on_commit
         # The member reads which partitions fetch from the statistics.
-        self._stats_cb = self._config.get('stats_cb')
-        self._config['stats_cb'] = self._on_stats
         self._config.setdefault('statistics.interval.ms',
                                 _STATISTICS_INTERVAL_MS)
         self._consumer = _client.create(confluent_kafka.Consumer,
@@ -191,11 +196,9 @@ class KafkaConsumer(_client.Client):
         if self._member is not None:
             self._member.on_commit(err, partitions)
 
-    def _on_stats(self, stats: str) -> None:
+    def _statistics_received(self, document: dict) -> None:
         if self._member is not None:
-            self._member.on_stats(stats)
-        if self._stats_cb is not None:
-            self._stats_cb(stats)
+            self._member.on_statistics(document)
 
     def _forked(self) -> None:
         # Group membership, offsets handed out and librdkafka's threads all
@@ -420,6 +423,68 @@ class KafkaConsumer(_client.Client):
         member.call(lambda consumer: member.resume(keys),
                     self._commit_timeout)
 
+    # -- metrics ------------------------------------------------------------
+
+    def metrics(self, timeout: float = 5.0) -> client_metrics.Snapshot:
+        """What the consumer is doing now; safe from any thread.
+
+        Its own counters are always there: messages consumed (handed out)
+        and buffered, commits done and failed, rebalances, partitions
+        assigned, seconds since the last commit Kafka took. Lag per
+        partition (end minus committed offset; everything Kafka holds
+        when nothing is committed) comes from librdkafka's statistics
+        while they are on and recent; otherwise Kafka is asked, within
+        ``timeout`` seconds (no lag figures if it does not answer). See
+        ``doc/source/metrics.rst`` for every name.
+        """
+        timeout = kafka_config.check_timeout('timeout', timeout)
+        member = self._member
+        committer = self._committer
+        counts: dict[str, float] = {
+            'consumed': 0, 'buffered': 0, 'rebalances': 0, 'assigned': 0,
+            'commits.done': committer.done,
+            'commits.failed': committer.failed,
+        }
+        if committer.last_done is not None:
+            counts['last_commit_age'] = time.monotonic() - committer.last_done
+        offsets: dict = {}
+        if member is not None:
+            buffered = len(member.buffer)
+            counts.update(consumed=member.fetched - member.dropped - buffered,
+                          buffered=buffered, rebalances=member.rebalances,
+                          assigned=len(member.assigned))
+            offsets = self._partition_offsets(member, timeout)
+        return client_metrics.consumer_snapshot(
+            self.client_id, counts, offsets, self._statistics)
+
+    def _partition_offsets(self, member: group_member.GroupMember,
+                           timeout: float) -> dict:
+        """(low, end, committed) per assigned partition."""
+        assigned = set(member.assigned)
+        interval = int(self._config.get('statistics.interval.ms') or 0)
+        age = self._statistics.age()
+        if interval and age is not None and age < 3 * interval / 1000.0:
+            found = client_metrics.offsets_from_statistics(
+                self._statistics.document, assigned)
+            if set(found) == assigned:
+                return found
+        if not assigned or self._closed:
+            return {}
+        keys = sorted(assigned)
+
+        def ask(consumer):
+            partitions = [TopicPartition(*key) for key in keys]
+            committed = {(tp.topic, tp.partition): tp.offset for tp in
+                         consumer.committed(partitions, timeout=timeout)}
+            return {key: consumer.get_watermark_offsets(
+                TopicPartition(*key), timeout=timeout, cached=False) +
+                (committed.get(key, -1),) for key in keys}
+        try:
+            return member.call(ask, timeout)
+        except Exception as exc:
+            LOG.debug('Kafka consumer: no offsets for the lag: %s', exc)
+            return {}
+
     # -- closing ------------------------------------------------------------
 
     def close(self, timeout: float = 10.0) -> None:
@@ -434,6 +499,7 @@ class KafkaConsumer(_client.Client):
                 return
             self._closed = True
             self._stop = True
+            self._stop_reporting()
             if self._pid != os.getpid():
                 # The parent's: never destroy it here (see _client).
                 _client.abandon_inherited(self._consumer)

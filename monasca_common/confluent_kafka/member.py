@@ -40,7 +40,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import inspect
-import json
 import logging
 import threading
 import time
@@ -49,6 +48,7 @@ import typing
 import confluent_kafka
 
 from monasca_common.confluent_kafka import fetching
+from monasca_common.confluent_kafka import metrics
 from monasca_common.confluent_kafka.offsets import describe
 
 LOG = logging.getLogger(__name__)
@@ -115,6 +115,13 @@ class GroupMember:
         self.ready = threading.Condition()
         #: Partitions owned; kept here so any thread may read it.
         self.assigned: set[Key] = set()
+        #: Messages put in the buffer, and taken back out of it unread
+        #: (to be fetched again), since the start.
+        self.fetched = 0
+        self.dropped = 0
+        #: Rebalances the member went through: each ends with an
+        #: assignment, maybe empty; partitions lost count as one too.
+        self.rebalances = 0
         self.fatal: KafkaError | None = None
         #: Kafka refused the consumer (credentials, TLS): the reader says
         #: so, then waits again.
@@ -262,6 +269,7 @@ class GroupMember:
                 else:
                     kept.append(message)
             if first:
+                self.dropped += len(self.buffer) - len(kept)
                 self.buffer.clear()
                 self.buffer.extend(kept)
         return first
@@ -311,6 +319,7 @@ class GroupMember:
             if good:
                 self._active = time.monotonic()
                 with self.ready:
+                    self.fetched += len(good)
                     buffer.extend(good)
                     self.ready.notify_all()
         self._run_jobs()
@@ -349,21 +358,13 @@ class GroupMember:
                                  for k in self._paused_by_stall])
         return False
 
-    def on_stats(self, stats: str) -> None:
-        """librdkafka's ``stats_cb``: keep the partitions' fetch states.
+    def on_statistics(self, document: dict) -> None:
+        """librdkafka's statistics: keep the partitions' fetch states.
 
         Called inside ``poll``, on the member thread; the partitions are
         assigned again, if need be, after the poll.
         """
-        try:
-            topics = json.loads(stats).get('topics', {})
-            states = {
-                (topic, int(partition)): state
-                for topic, found in topics.items()
-                for partition, state in found.get('partitions', {}).items()}
-        except (ValueError, AttributeError, TypeError):
-            LOG.debug('Kafka consumer: unreadable statistics ignored')
-            return
+        states = metrics.partitions(document)
         # Received counts from the statistics: the consume loop itself
         # does nothing for the watch.
         self._fetch_watch.progress(
@@ -421,6 +422,7 @@ class GroupMember:
     # -- rebalancing --------------------------------------------------------
 
     def _on_assign(self, consumer, partitions) -> None:
+        self.rebalances += 1
         self.assigned.update((tp.topic, tp.partition) for tp in partitions)
         self._fetch_watch.assigned(((tp.topic, tp.partition)
                                     for tp in partitions), time.monotonic())
@@ -481,6 +483,7 @@ class GroupMember:
                     'or fenced); not committing them: messages handed out '
                     'since the last commit will be redelivered',
                     describe(partitions))
+        self.rebalances += 1
         self._assignment_changed = True
         revocation = Revocation(partitions)
         self._release(revocation)

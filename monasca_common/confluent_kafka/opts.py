@@ -10,7 +10,8 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""``[kafka_client]``: what an operator sets for every Kafka client.
+"""``[kafka_client]`` and ``[kafka_metrics]``: what an operator sets for
+every Kafka client.
 
 Security and tuning for every client a service builds through this library
 (the new classes, the factory, the legacy adapters), from the service's
@@ -25,7 +26,15 @@ own configuration file, with no change to its code:
   sasl_password = secret
   ssl_ca_location = /etc/monasca/kafka-ca.pem
 
-No Monasca service defines this group, and no option is required. An
+``[kafka_metrics]`` sends every client's metrics to a statsd listener
+(see :mod:`~monasca_common.confluent_kafka.reporting`):
+
+.. code-block:: ini
+
+  [kafka_metrics]
+  statsd_address = 127.0.0.1:8125
+
+No Monasca service defines these groups, and no option is required. An
 option left unset leaves the library's default, or librdkafka's, alone;
 a property a client is given as a keyword argument wins over the option.
 The options are registered on ``cfg.CONF`` when the first client is built
@@ -120,19 +129,46 @@ client_opts = [
                         ('latest', 'only messages written from now on')],
                help='Consumers: where a group without a committed offset '
                     'starts (auto.offset.reset). Unset: earliest.'),
+    cfg.IntOpt('statistics_interval_ms', min=0,
+               help='How often librdkafka reports its statistics '
+                    '(statistics.interval.ms): bytes queued, round trips '
+                    'per broker, end and committed offsets per partition, '
+                    'in the clients\' metrics(). 0 turns them off. Unset: '
+                    'off for producers, 5000 for consumers (whose '
+                    'stuck-fetch watch reads them).'),
     cfg.DictOpt('librdkafka_properties', default={},
                 help='Any other librdkafka property, for every client: '
                      'name:value pairs, comma-separated.'),
 ]
 
 
+metrics_group = cfg.OptGroup(
+    name='kafka_metrics', title='Kafka client metrics',
+    help='Send the Kafka clients\' metrics to a statsd listener, such as '
+         'the monasca-agent\'s.')
+
+metrics_opts = [
+    cfg.StrOpt('statsd_address',
+               help='host:port of the statsd listener the clients\' '
+                    'metrics go to, e.g. 127.0.0.1:8125 for the local '
+                    'monasca-agent (monasca-statsd). Unset: not sent.'),
+    cfg.FloatOpt('interval', default=30.0, min=1.0,
+                 help='Seconds between two reports of every client.'),
+    cfg.StrOpt('service',
+               help='Value of the "service" dimension of every metric. '
+                    'Unset: the name of the program.'),
+]
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_group(client_group)
     conf.register_opts(client_opts, client_group)
+    conf.register_group(metrics_group)
+    conf.register_opts(metrics_opts, metrics_group)
 
 
 def list_opts():
-    return [(client_group, client_opts)]
+    return [(client_group, client_opts), (metrics_group, metrics_opts)]
 
 
 def property_name(option: str) -> str:
@@ -161,3 +197,11 @@ def client_properties(role: str, conf: cfg.ConfigOpts | None = None
         if value is not None:
             properties[property_name(name)] = value
     return properties
+
+
+def metrics_settings(conf: cfg.ConfigOpts | None = None):
+    """The ``[kafka_metrics]`` group of ``conf`` (default: ``cfg.CONF``)."""
+    conf = cfg.CONF if conf is None else conf
+    if 'kafka_metrics' not in conf:
+        register_opts(conf)
+    return conf.kafka_metrics

@@ -45,15 +45,18 @@ from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import delivery
 from monasca_common.confluent_kafka import encoding
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import metrics as client_metrics
 from monasca_common.confluent_kafka import poller
 from monasca_common.confluent_kafka import published
 from monasca_common.confluent_kafka import queueing
+from monasca_common.confluent_kafka import reporting
 
 LOG = logging.getLogger(__name__)
 
 DeliveryCallback = delivery.DeliveryCallback
 FailedMessage = errors.FailedMessage
 PublishResult = delivery.PublishResult
+StatsdReporter = reporting.StatsdReporter
 Messages = typing.Union[str, bytes, collections.abc.Sequence]
 
 _getpid = os.getpid
@@ -85,7 +88,11 @@ class KafkaProducer(_client.Client):
         ``topic.metadata.propagation.max.ms=5000``;
         ``queue.buffering.max.messages`` and ``queue.buffering.max.kbytes``
         bound memory however long Kafka is away. A value of None unsets a
-        default.
+        default. ``statistics.interval.ms`` (off by default) adds
+        librdkafka's figures to :meth:`metrics`.
+    :param metrics_reporter: a :class:`StatsdReporter` that sends
+        :meth:`metrics` every interval; by default the one
+        ``[kafka_metrics] statsd_address`` configures, if any.
     :raises ConfigurationError: a property is unknown or invalid.
     """
 
@@ -97,6 +104,7 @@ class KafkaProducer(_client.Client):
                  unavailable_after: float = 10.0,
                  block_timeout: float = 10.0,
                  delivery_reports: str = 'all',
+                 metrics_reporter: reporting.StatsdReporter | None = None,
                  **config: typing.Any):
         if delivery_reports not in ('all', 'errors'):
             raise errors.ConfigurationError(
@@ -129,6 +137,7 @@ class KafkaProducer(_client.Client):
         self._close_lock = threading.Lock()
         self._start()
         published.register(self)
+        self._start_reporting(metrics_reporter)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -154,6 +163,7 @@ class KafkaProducer(_client.Client):
                  'new client for it', os.getpid())
         _client.abandon_inherited(self._producer)
         self._start()
+        self._start_reporting(self._reporter)
 
     def _on_client_error(self, err: confluent_kafka.KafkaError) -> None:
         if err.code() == confluent_kafka.KafkaError._ALL_BROKERS_DOWN:
@@ -213,6 +223,7 @@ class KafkaProducer(_client.Client):
             stopped = self._poller.stop(max(0.0,
                                             deadline - time.monotonic()))
             published.unregister(self)
+            self._stop_reporting()
             if not stopped:
                 LOG.warning('Kafka producer closed while a delivery '
                             'callback was still running; %d messages '
@@ -256,6 +267,19 @@ class KafkaProducer(_client.Client):
     def stats(self) -> dict:
         """Counters since construction: queued, delivered, failed, pending."""
         return self._ledger.stats()
+
+    def metrics(self) -> client_metrics.Snapshot:
+        """What the producer is doing now; safe from any thread.
+
+        Its own counters are always there: messages queued and not yet
+        reported, published, delivered and failed. With librdkafka's
+        statistics on (``statistics.interval.ms``) it adds bytes queued,
+        messages awaiting a broker's answer, retried requests, and round
+        trip and throttle times per broker. See ``doc/source/metrics.rst``
+        for every name.
+        """
+        return client_metrics.producer_snapshot(
+            self.client_id, self._ledger.stats(), self._statistics)
 
     # -- publishing ---------------------------------------------------------
 

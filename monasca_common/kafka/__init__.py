@@ -53,6 +53,7 @@ from monasca_common.confluent_kafka.errors import UnknownTopicError
 from monasca_common.confluent_kafka.producer import FailedMessage
 from monasca_common.confluent_kafka.producer import KafkaProducer
 from monasca_common.confluent_kafka.producer import PublishResult
+from monasca_common.confluent_kafka.reporting import StatsdReporter
 from monasca_common.kafka.admin import KafkaAdmin
 
 __all__ = [
@@ -63,5 +64,5 @@ __all__ = [
     'KafkaClientError', 'KafkaConsumer', 'KafkaProducer',
     'KafkaTimeoutError', 'KafkaUnavailableError', 'LeaderNotAvailableError',
     'PublishError', 'PublishResult', 'PublishUnavailableError',
-    'QueueFullError', 'UnknownTopicError',
+    'QueueFullError', 'StatsdReporter', 'UnknownTopicError',
 ]
