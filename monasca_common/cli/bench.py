@@ -134,22 +134,26 @@ class QueueSampler:
         self._producer = producer
         self._period = period
         self._samples: list[tuple[float, int]] = []
+        self._started = time.perf_counter()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        started = time.perf_counter()
-        queued = self._producer.metrics
         while True:
-            self._samples.append((time.perf_counter() - started,
-                                  int(queued()['queue.messages'])))
+            self._sample()
             if self._done.wait(self._period):
                 return
 
+    def _sample(self) -> None:
+        self._samples.append((time.perf_counter() - self._started, int(
+            self._producer.metrics()['queue.messages'])))
+
     def stop(self) -> list[tuple[float, int]]:
+        """The samples, the last one taken now (after the flush)."""
         self._done.set()
         self._thread.join()
+        self._sample()
         return self._samples
 
 

@@ -199,18 +199,22 @@ def producer_snapshot(client_id: str, counts: dict[str, int],
 
 def lag(end: int | None, committed: int | None,
         low: int | None = None) -> int | None:
-    """Messages from the committed offset to the end of a partition.
+    """Messages from where the group resumes to the end of a partition.
 
-    With nothing committed the group starts from the oldest message
-    Kafka holds (``low``), so all of them are behind it.
+    The group resumes at its committed offset, or, with nothing committed
+    or a commit retention has deleted since, at the oldest message Kafka
+    holds (``low``): the same reckoning as ``KafkaAdmin.group_lag``.
     """
     if end is None or end < 0:
         return None
+    known_low = low is not None and low >= 0
     if committed is None or committed < 0:
-        committed = low if low is not None and low >= 0 else None
-        if committed is None:
+        if not known_low:
             return None
-    return max(0, end - committed)
+        position = low
+    else:
+        position = max(committed, low) if known_low else committed
+    return max(0, end - position)
 
 
 def offsets_from_statistics(document: dict | None,

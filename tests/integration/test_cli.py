@@ -12,10 +12,13 @@
 
 """monasca-kafka, as a person runs it."""
 
+import json
 import subprocess
 import sys
 
 import pytest
+
+from monasca_common.cli import bench
 
 CLI = [sys.executable, '-m', 'monasca_common.cli.main']
 
@@ -105,3 +108,53 @@ def test_produce_and_consume_with_a_config_file(bootstrap_servers, topic,
               '1', '--timeout', '30')
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ['zipped']
+
+
+def json_lines(text):
+    return [json.loads(line) for line in text.splitlines()
+            if line.startswith('{')]
+
+
+def test_stats_shows_the_clients_moving_on_the_mock_cluster():
+    # The consumer reads slower than the producer publishes: lag shows.
+    out = cli('stats', '--duration', '4', '--refresh', '0.5', '--json',
+              '--rate', '2000', '--read-rate', '500', timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = json_lines(out.stdout)
+    producer = [s['values'] for s in lines if s['role'] == 'producer']
+    consumer = [s['values'] for s in lines if s['role'] == 'consumer']
+    assert len(producer) >= 6 and len(consumer) == len(producer)
+    delivered = [v['delivered.messages'] for v in producer]
+    assert delivered == sorted(delivered) and delivered[-1] > 2000
+    assert consumer[-1]['consumed.messages'] > 0
+    assert max(v['lag.messages'] for v in consumer) > 500
+    assert any(s['partitions'] for s in lines if s['role'] == 'consumer')
+
+
+def test_stats_plain_view_without_a_terminal():
+    out = cli('stats', '--duration', '1', '--refresh', '0.5', timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'producer (stats-demo-producer)' in out.stdout
+    assert 'consumer (stats-demo-consumer)' in out.stdout
+    assert 'delivered.messages' in out.stdout
+
+
+def test_bench_samples_the_producer_queue_depth(mock_cluster):
+    runner = bench.Bench(mock_cluster, 20000, True, sample_queue=True)
+    result = runner.publish_list(100)
+    depths = [queued for _, queued in result.queue_depth]
+    times = [at for at, _ in result.queue_depth]
+    assert times == sorted(times)
+    assert max(depths) > 0 and depths[-1] == 0
+    assert not bench.Bench(mock_cluster, 1000, True).publish_list(
+        100).queue_depth
+
+
+@pytest.mark.integration
+def test_stats_on_a_real_broker(bootstrap_servers):
+    out = cli('stats', '-b', bootstrap_servers, '--duration', '3',
+              '--refresh', '1', '--json', timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = {s['role']: s for s in json_lines(out.stdout)}
+    assert last['producer']['values']['delivered.messages'] > 0
+    assert last['consumer']['values']['assigned.partitions'] == 4

@@ -113,6 +113,8 @@ def test_statistics_partitions_leave_out_the_unassigned_one():
     (-1001, 3, 0, None),    # end unknown
     (7, 7, 0, 0),
     (7, 9, 0, 0),           # committed ahead of a stale end
+    (100, 5, 20, 80),       # committed, then deleted by retention
+    (100, 5, None, 95),
 ])
 def test_lag(end, committed, low, expected):
     assert metrics.lag(end, committed, low) == expected

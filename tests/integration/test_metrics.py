@@ -1,0 +1,230 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Client metrics against a real Apache Kafka: they move with traffic."""
+
+import confluent_kafka
+from oslo_config import cfg
+import pytest
+
+from monasca_common.confluent_kafka import opts
+from monasca_common.confluent_kafka import reporting
+from monasca_common import kafka
+from monasca_common.kafka import client_factory
+from tests import statsd_listener
+from tests import waiting
+
+pytestmark = pytest.mark.integration
+
+# What doc/source/metrics.rst documents, as sent.
+PRODUCER_NAMES = {'kafka.client.producer.' + name for name in (
+    'queue.messages', 'queue.bytes', 'inflight.messages',
+    'published.messages', 'delivered.messages', 'failed.messages',
+    'retried.requests', 'broker.rtt.p50_ms', 'broker.rtt.p99_ms')}
+CONSUMER_NAMES = {'kafka.client.consumer.' + name for name in (
+    'consumed.messages', 'buffered.messages', 'commits.done',
+    'commits.failed', 'rebalances', 'assigned.partitions',
+    'last_commit.age_seconds', 'lag.messages', 'end.offset',
+    'committed.offset', 'broker.rtt.p50_ms', 'broker.rtt.p99_ms')}
+
+
+def fill(servers, topic, per_partition):
+    """``per_partition[p]`` messages into partition p."""
+    producer = confluent_kafka.Producer({'bootstrap.servers': servers})
+    for partition, count in enumerate(per_partition):
+        for i in range(count):
+            producer.produce(topic, b'm%d' % i, partition=partition)
+    assert producer.flush(30) == 0
+
+
+def test_producer_queue_rises_then_drains_and_counts_every_delivery(
+        bootstrap_servers, topic):
+    with kafka.KafkaProducer(bootstrap_servers,
+                             **{'statistics.interval.ms': 200}) as producer:
+        before = producer.metrics()
+        assert before['queue.messages'] == 0
+        assert before.statistics_age is None or before['queue.bytes'] == 0
+        producer.publish(topic, [b'x' * 100] * 50000)
+        queued = producer.metrics()['queue.messages']
+        assert 0 < queued <= 50000
+        assert producer.flush(60) == 0
+
+        def settled():
+            snapshot = producer.metrics()
+            return (snapshot.statistics_age is not None and
+                    snapshot.statistics_age < 0.2 and
+                    snapshot['queue.bytes'] == 0 and snapshot.brokers and
+                    snapshot)
+        after = waiting.until(settled, 15, 'statistics after the flush')
+    assert after['queue.messages'] == 0
+    assert after['inflight.messages'] == 0
+    assert after['published.messages'] == after['delivered.messages'] \
+        == 50000
+    assert after['failed.messages'] == 0
+    (broker, figures), = after.brokers.items()
+    assert broker.startswith(bootstrap_servers.split(',')[0])
+    assert 0 < figures['rtt.p50_ms'] <= figures['rtt.p99_ms'] < 10000
+
+
+def test_producer_counts_failures_without_statistics(unreachable_servers):
+    producer = kafka.KafkaProducer(
+        unreachable_servers, unavailable_after=0,
+        **{'message.timeout.ms': 500})
+    try:
+        producer.publish('metrics', [b'a', b'b', b'c'])
+        assert producer.flush(10) == 0
+        snapshot = producer.metrics()
+    finally:
+        producer.close(1)
+    assert snapshot.values == {
+        'queue.messages': 0, 'published.messages': 3,
+        'delivered.messages': 0, 'failed.messages': 3}
+    assert snapshot.statistics_age is None
+
+
+@pytest.mark.parametrize('statistics_ms', [200, 0],
+                         ids=['from-statistics', 'from-kafka'])
+def test_consumer_lag_is_end_minus_committed(bootstrap_servers, make_topic,
+                                             group_id, statistics_ms):
+    topic = make_topic(partitions=3)
+    fill(bootstrap_servers, topic, [100, 100, 100])
+    consumer = kafka.KafkaConsumer(
+        bootstrap_servers, group_id, topic, client_id='lag-test',
+        **{'statistics.interval.ms': statistics_ms})
+    admin = kafka.KafkaAdmin(bootstrap_servers)
+    try:
+        waiting.take(consumer, 180, timeout=60)
+        assert len(consumer.commit()) >= 1
+        rows = admin.group_lag(group_id, topic)
+        assert sum(row.lag for row in rows) == 120
+
+        expected = {(topic, row.partition): dict(
+            {'end.offset': row.end, 'lag.messages': row.lag},
+            **({} if row.committed is None else
+               {'committed.offset': row.committed})) for row in rows}
+
+        def agrees():
+            snapshot = consumer.metrics()
+            return snapshot.partitions == expected and snapshot
+        snapshot = waiting.until(agrees, 15, 'lag as Kafka has it')
+        assert snapshot['lag.messages'] == 120
+        assert snapshot['consumed.messages'] + \
+            snapshot['buffered.messages'] <= 300
+        assert snapshot['consumed.messages'] == 180
+        assert snapshot['commits.done'] == 1
+        assert snapshot['commits.failed'] == 0
+        assert snapshot['rebalances'] >= 1
+        assert snapshot['assigned.partitions'] == 3
+        assert 0 <= snapshot['last_commit.age_seconds'] < 30
+        assert snapshot.client_id == 'lag-test'
+        if statistics_ms:
+            assert snapshot.statistics_age is not None
+        else:
+            assert snapshot.statistics_age is None
+
+        # Reading the rest and committing it brings the lag to 0.
+        waiting.take(consumer, 120, timeout=60)
+        consumer.commit()
+        waiting.until(lambda: consumer.metrics()['lag.messages'] == 0, 15,
+                      'no lag after the last commit')
+    finally:
+        admin.close()
+        consumer.close()
+
+
+def test_consumer_counters_before_it_reads(bootstrap_servers, topic,
+                                           group_id):
+    with kafka.KafkaConsumer(bootstrap_servers, group_id,
+                             topic) as consumer:
+        snapshot = consumer.metrics()
+    assert snapshot.values == {
+        'consumed.messages': 0, 'buffered.messages': 0, 'commits.done': 0,
+        'commits.failed': 0, 'rebalances': 0, 'assigned.partitions': 0,
+        'lag.messages': 0}
+
+
+def test_statsd_listener_gets_the_documented_names(bootstrap_servers, topic,
+                                                   group_id):
+    with statsd_listener.Listener() as listener:
+        reporter = kafka.StatsdReporter(listener.address, interval=0.3,
+                                        service='monasca-test')
+        producer = kafka.KafkaProducer(
+            bootstrap_servers, metrics_reporter=reporter,
+            **{'statistics.interval.ms': 200, 'client.id': 'api-1'})
+        consumer = kafka.KafkaConsumer(
+            bootstrap_servers, group_id, topic, client_id='persister-1',
+            metrics_reporter=reporter, **{'statistics.interval.ms': 200})
+        try:
+            producer.publish(topic, [b'm'] * 1000, sync=True, timeout=30)
+            waiting.take(consumer, 1000, timeout=60)
+            consumer.commit()
+            # Rebalance, commit and fetch answers give every broker
+            # figure within a few reports.
+            documented = PRODUCER_NAMES | CONSUMER_NAMES
+            waiting.until(lambda: documented <= listener.names(), 30,
+                          'every documented name')
+            waiting.until(
+                lambda: listener.latest(
+                    'kafka.client.consumer.lag.messages', topic=topic,
+                    partition='0', client_id='persister-1',
+                    service='monasca-test') == 0 and
+                listener.latest(
+                    'kafka.client.producer.delivered.messages',
+                    client_id='api-1', service='monasca-test') == 1000, 30,
+                'the figures after the traffic')
+        finally:
+            producer.close()
+            consumer.close()
+            reporter.close()
+    # Closed clients are not reported any more.
+    assert reporter.report() == 0
+
+
+@pytest.fixture
+def conf():
+    opts.register_opts(cfg.CONF)
+    yield cfg.CONF
+    for name in ('statsd_address', 'service', 'interval'):
+        cfg.CONF.clear_override(name, 'kafka_metrics')
+    if reporting._shared is not None:
+        reporting._shared.close()
+    reporting._shared = reporting._shared_settings = None
+
+
+def test_services_report_through_the_options_alone(bootstrap_servers,
+                                                   topic, group_id, conf):
+    # What an operator sets in the service's configuration file; the
+    # service builds its clients through the factory as ever.
+    with statsd_listener.Listener() as listener:
+        conf.set_override('statsd_address', listener.address,
+                          'kafka_metrics')
+        conf.set_override('service', 'monasca-persister', 'kafka_metrics')
+        conf.set_override('interval', 1.0, 'kafka_metrics')
+        consumer = client_factory.get_kafka_consumer(
+            bootstrap_servers, group_id, topic, client_id='persister-7')
+        producer = client_factory.get_kafka_producer(bootstrap_servers)
+        try:
+            producer.publish(topic, [b'm'] * 10, sync=True, timeout=30)
+            waiting.take(consumer, 10, timeout=60)
+            consumer.commit()
+            waiting.until(
+                lambda: listener.latest(
+                    'kafka.client.consumer.consumed.messages',
+                    client_id='persister-7',
+                    service='monasca-persister') == 10 and
+                listener.latest(
+                    'kafka.client.producer.delivered.messages',
+                    service='monasca-persister') == 10, 30,
+                'metrics of both clients')
+        finally:
+            producer.close()
+            consumer.close()
