@@ -52,13 +52,14 @@ class Demo:
         self.rate = max(1, rate)
         self.read_rate = read_rate
         self.payload = b'x' * size
+        statistics: dict[str, typing.Any] = {
+            'statistics.interval.ms': _STATISTICS_MS}
         self.producer = kafka_producer.KafkaProducer(
-            servers, **{'statistics.interval.ms': _STATISTICS_MS,
-                        'client.id': 'stats-demo-producer'})
+            servers, **dict(statistics, **{'client.id':
+                                           'stats-demo-producer'}))
         self.consumer = kafka_consumer.KafkaConsumer(
             servers, 'monasca-kafka-stats', self.topic,
-            client_id='stats-demo-consumer',
-            **{'statistics.interval.ms': _STATISTICS_MS})
+            client_id='stats-demo-consumer', **statistics)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._publish, daemon=True),
                          threading.Thread(target=self._read, daemon=True)]

@@ -207,13 +207,14 @@ def lag(end: int | None, committed: int | None,
     """
     if end is None or end < 0:
         return None
-    known_low = low is not None and low >= 0
+    if low is not None and low < 0:
+        low = None
     if committed is None or committed < 0:
-        if not known_low:
+        if low is None:
             return None
         position = low
     else:
-        position = max(committed, low) if known_low else committed
+        position = committed if low is None else max(committed, low)
     return max(0, end - position)
 
 
