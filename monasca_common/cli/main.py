@@ -23,6 +23,7 @@ adds librdkafka properties on top.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -118,21 +119,26 @@ def _plot(results, path):
     return True
 
 
-def cmd_bench(args) -> int:
-    mock = None
-    servers = args.bootstrap_servers
-    if not servers:
-        mock = bench.MockCluster()
-        servers = mock.bootstrap_servers
-    on_progress, report = _progress_and_report()
-    runner = bench.Bench(servers, args.messages, mock is not None,
-                         on_progress, rounds=args.rounds,
-                         sample_queue=bool(args.plot))
+@contextlib.contextmanager
+def _cluster(servers: str | None):
+    """``servers``, or librdkafka's embedded mock cluster if None."""
+    if servers:
+        yield servers, False
+        return
+    mock = bench.MockCluster()
     try:
-        results = runner.run(sizes=args.sizes, latency=not args.no_latency)
+        yield mock.bootstrap_servers, True
     finally:
-        if mock is not None:
-            mock.close()
+        mock.close()
+
+
+def cmd_bench(args) -> int:
+    on_progress, report = _progress_and_report()
+    with _cluster(args.bootstrap_servers) as (servers, mock):
+        runner = bench.Bench(servers, args.messages, mock, on_progress,
+                             rounds=args.rounds,
+                             sample_queue=bool(args.plot))
+        results = runner.run(sizes=args.sizes, latency=not args.no_latency)
     print('broker: %s' % ('librdkafka mock cluster' if mock else servers))
     report(results, bench.ratios(results))
     if args.plot and _plot(results, args.plot):
@@ -142,19 +148,13 @@ def cmd_bench(args) -> int:
 
 def cmd_stats(args) -> int:
     from monasca_common.cli import stats
-    mock = None
-    servers = args.bootstrap_servers
-    if not servers:
-        mock = bench.MockCluster()
-        servers = mock.bootstrap_servers
-    demo = stats.Demo(servers, mock is not None, args.rate, args.read_rate)
-    demo.start()
-    try:
-        stats.show(demo, args.duration, args.refresh, args.json)
-    finally:
-        demo.stop()
-        if mock is not None:
-            mock.close()
+    with _cluster(args.bootstrap_servers) as (servers, mock):
+        demo = stats.Demo(servers, mock, args.rate, args.read_rate)
+        demo.start()
+        try:
+            stats.show(demo, args.duration, args.refresh, args.json)
+        finally:
+            demo.stop()
     return 0
 
 

@@ -152,21 +152,23 @@ class Client:
 
     def _on_client_error(self, err: confluent_kafka.KafkaError) -> None:
         log_client_error(self._log, self._role, err, self._servers)
-        if self._user_error_cb is not None:
-            try:
-                self._user_error_cb(err)
-            except BaseException:
-                self._log.exception('Kafka error callback raised')
+        self._call_user(self._user_error_cb, err)
 
     def _on_statistics(self, text: str) -> None:
         document = self._statistics.update(text)
         if document is not None:
             self._statistics_received(document)
-        if self._user_stats_cb is not None:
-            try:
-                self._user_stats_cb(text)
-            except BaseException:
-                self._log.exception('Kafka statistics callback raised')
+        self._call_user(self._user_stats_cb, text)
+
+    def _call_user(self, callback: typing.Callable | None, arg) -> None:
+        if callback is None:
+            return
+        try:
+            callback(arg)
+        except BaseException:
+            # Raised into librdkafka's poll, it would surface in an
+            # unrelated call of the service.
+            self._log.exception('Kafka callback %r raised', callback)
 
     def _statistics_received(self, document: dict) -> None:
         """A statistics report came (on the polling thread)."""
