@@ -179,3 +179,53 @@ def test_a_broker_outage_logs_a_bounded_number_of_lines(
           % (outage, len(lines), len(kinds)))
     assert lines, 'the outage was not logged at all'
     assert len(lines) == len(kinds), 'a kind repeated within 30 s'
+
+
+def test_metrics_answer_through_a_broker_outage(controllable_kafka, topic,
+                                                group_id):
+    # An operator looks at the numbers exactly when Kafka is away: they
+    # must come at once, say what is stuck, and drain once it is back.
+    servers = controllable_kafka.bootstrap_servers
+    producer = kafka.KafkaProducer(servers, unavailable_after=0,
+                                   **{'statistics.interval.ms': 500})
+    consumer = kafka.KafkaConsumer(servers, group_id, topic,
+                                   **{'statistics.interval.ms': 0})
+    try:
+        producer.publish(topic, ['before'] * 10, sync=True, timeout=30)
+        waiting.take(consumer, 10)
+        consumer.commit()
+        for node in controllable_kafka.nodes:
+            node.kill()
+        producer.publish(topic, ['during'] * 100)
+        started = time.monotonic()
+        down = producer.metrics()
+        during = consumer.metrics(timeout=1.0)
+        answered_in = time.monotonic() - started
+        for node in controllable_kafka.nodes:
+            node.start()
+        controllable_kafka.wait_ready()
+        assert producer.flush(60) == 0
+        after = producer.metrics()
+        waiting.take(consumer, 100, timeout=60)
+        consumer.commit()
+        lag_after = waiting.until(
+            lambda: consumer.metrics().partitions.get((topic, 0), {}).get(
+                'lag.messages') == 0 and consumer.metrics(), 30,
+            'no lag once read and committed')
+    finally:
+        consumer.close()
+        producer.close()
+    print('metrics with the broker down answered in %.2f s; queued %d'
+          % (answered_in, down['queue.messages']))
+    assert answered_in < 5
+    assert down['queue.messages'] == 100
+    assert down['delivered.messages'] == 10
+    # Kafka could not be asked: counters, but no lag figure it can't know.
+    assert during['consumed.messages'] == 10
+    assert during['commits.done'] == 1
+    assert 'lag.messages' not in during.partitions.get((topic, 0), {})
+    assert after['queue.messages'] == 0
+    assert after['delivered.messages'] == after['published.messages'] == 110
+    assert after['failed.messages'] == 0
+    assert lag_after['commits.done'] == 2
+    assert lag_after['consumed.messages'] == 110
