@@ -41,10 +41,52 @@ from monasca_common.confluent_kafka import producer as kafka_producer
 
 # librdkafka's mock cluster keeps ~5 MiB per partition and drops older
 # data; keyless messages may all land in one partition, so a topic gets
-# no more than one partition can hold.
+# no more than one partition can hold, and the consumer scenarios read
+# many topics: enough for seconds of reading in one pass, for a new
+# group's join on the mock cluster takes 3 s.
 MOCK_BYTES_PER_TOPIC = 4 * 1024 * 1024
+MOCK_TOPICS = 64
 # A consumer scenario that sees nothing for this long reports what it got.
 IDLE_SECONDS = 15.0
+# Reading the filled topics again with a new group, until the scenario
+# has read for its time, at most this many times.
+MAX_PASSES = 100
+# Producer scenarios send chunks of this many messages between two looks
+# at the clock.
+CHUNK = 1000
+
+
+def _mock_cpu() -> float:
+    """CPU seconds of librdkafka's mock cluster thread in this process."""
+    total = 0.0
+    try:
+        tasks = os.listdir('/proc/self/task')
+    except OSError:
+        return total
+    for task in tasks:
+        try:
+            with open('/proc/self/task/%s/comm' % task) as comm:
+                if comm.read().strip() != 'rdk:mock':
+                    continue
+            with open('/proc/self/task/%s/stat' % task) as stat:
+                fields = stat.read().rsplit(')', 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _TICKS
+    return total
+
+
+_TICKS = os.sysconf('SC_CLK_TCK') if hasattr(os, 'sysconf') else 100
+
+
+def now() -> tuple[float, float]:
+    """(wall, CPU) seconds: CPU is user+sys of the client process.
+
+    The whole process, librdkafka's threads included (threads that ended
+    too), less the mock cluster's broker thread when there is one: the
+    CPU a service would spend, the broker being elsewhere.
+    """
+    return time.perf_counter(), time.process_time() - _mock_cpu()
 
 
 @dataclasses.dataclass
@@ -58,17 +100,35 @@ class Result:
     #: ``Bench(sample_queue=True)``.
     queue_depth: list[tuple[float, int]] = dataclasses.field(
         default_factory=list)
+    #: CPU seconds (user+sys) the client process spent on it.
+    cpu: float | None = None
+    round: int = 0
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds if self.seconds else 0.0
 
+    @property
+    def cpu_per_message(self) -> float | None:
+        """CPU microseconds per message."""
+        if self.cpu is None or not self.messages:
+            return None
+        return self.cpu / self.messages * 1e6
 
-def _read_result(scenario, size, expected, count, started, last, note):
-    if count < expected:
-        note = 'only %d of %d arrived; %s' % (count, expected, note)
-    seconds = (last - started) if started is not None else 0.0
-    return Result(scenario, size, count, seconds, note)
+
+def _ended(last: float) -> tuple[float, float]:
+    """``now()``, its wall time taken back to ``last`` (monotonic).
+
+    Waiting for messages that never came is not reading.
+    """
+    wall, cpu = now()
+    return wall - max(0.0, time.monotonic() - last), cpu
+
+
+def _measured(scenario, size, count, start, end, note='', **more):
+    """A Result from ``now()`` readings at the start and the end."""
+    return Result(scenario, size, count, end[0] - start[0], note,
+                  cpu=max(0.0, end[1] - start[1]), **more)
 
 
 class MockCluster:
@@ -157,21 +217,37 @@ class QueueSampler:
         return self._samples
 
 
+def _delete_topic(servers, topic):
+    # A real broker keeps what the producer scenarios wrote: gigabytes in
+    # a run.
+    from confluent_kafka import admin
+    client = admin.AdminClient(_raw_config('admin', {}, servers))
+    try:
+        client.delete_topics([topic], operation_timeout=10)[topic].result(15)
+    except Exception:  # a leftover topic is no reason to fail the run
+        pass
+
+
 class Bench:
-    """Runs the scenarios; ``progress`` is told (name, done, total)."""
+    """Runs the scenarios; ``progress`` is told (name, done, total).
+
+    :param seconds: how long each throughput scenario sends or reads, at
+        least: long enough on the mock cluster too for its figures to
+        hold.
+    :param rounds: runs of the scenarios behind the ratios, interleaved;
+        every round is kept, and the ratios say how far they spread.
+    """
 
     def __init__(self, servers: str, messages: int, mock: bool,
                  progress: typing.Callable | None = None,
                  partitions: int = 4, rounds: int = 3,
-                 sample_queue: bool = False):
+                 sample_queue: bool = False, seconds: float = 2.0):
         self.servers = servers
         # Queue depth over time of the library's producer scenarios, for
         # the plot; off unless asked for, the figures being the point.
         self.sample_queue = sample_queue
-        # The scenarios behind the ratios run this many times, interleaved,
-        # and the best of each counts: on a small machine one run can be
-        # far off, and it must not decide a ratio.
         self.rounds = max(1, rounds)
+        self.seconds = seconds
         self.messages = messages
         self.mock = mock
         self.partitions = partitions
@@ -183,17 +259,31 @@ class Bench:
             _create_topic(self.servers, name, self.partitions)
         return name
 
-    def count_for(self, size: int, share: float = 1.0) -> int:
-        count = int(self.messages * share)
-        if self.mock:
-            count = min(count, MOCK_BYTES_PER_TOPIC // (size + 60))
-        return max(count, 100)
+    def _done_with(self, topic):
+        if not self.mock:
+            _delete_topic(self.servers, topic)
+
+    def _for_a_while(self, name, send_chunk, seconds=None) -> int:
+        """``send_chunk()`` until ``seconds`` passed; messages it sent."""
+        seconds = self.seconds if seconds is None else seconds
+        started = time.perf_counter()
+        deadline = started + seconds
+        shown = 0.0
+        sent = 0
+        while True:
+            sent += send_chunk()
+            elapsed = time.perf_counter()
+            if elapsed >= deadline:
+                return sent
+            if elapsed - shown > 0.2:
+                shown = elapsed
+                self.progress(name, int((elapsed - started) * 1000),
+                              int(seconds * 1000))
 
     # -- producer scenarios -------------------------------------------------
 
     def raw_produce_loop(self, size, with_callback=False):
-        n = self.count_for(size)
-        payloads = [b'x' * size] * n
+        payloads = [b'x' * size] * CHUNK
         producer = _raw_producer(self.servers)
         topic = self.topic()
         producer.produce(topic, b'warm-up')
@@ -203,34 +293,37 @@ class Bench:
         callback = (lambda err, msg: reports.append(err)) \
             if with_callback else None
         name = 'raw produce loop' + (' + callback' if with_callback else '')
-        started = time.perf_counter()
         produce = producer.produce
         poll = producer.poll
-        for i, payload in enumerate(payloads):
-            while True:
-                try:
-                    produce(topic, payload, on_delivery=callback)
-                    break
-                except BufferError:
-                    poll(0.01)
-            if i % 10000 == 0:
-                poll(0)
-                self.progress(name, i, n)
-        producer.flush(120)
+
+        def chunk():
+            for payload in payloads:
+                while True:
+                    try:
+                        produce(topic, payload, on_delivery=callback)
+                        break
+                    except BufferError:
+                        poll(0.01)
+            poll(0)
+            return CHUNK
+        start = now()
+        n = self._for_a_while(name, chunk)
+        left = producer.flush(120)
+        end = now()
+        self._done_with(topic)
+        note = '%d undelivered' % left if left else ''
         if with_callback:
-            return Result('raw loop + per-message callback', size, n,
-                          time.perf_counter() - started,
-                          'knows every outcome')
-        return Result('raw confluent-kafka produce loop', size, n,
-                      time.perf_counter() - started,
-                      'baseline; learns no outcome')
+            return _measured('raw loop + per-message callback', size, n,
+                             start, end, note or 'knows every outcome')
+        return _measured('raw confluent-kafka produce loop', size, n,
+                         start, end, note or 'baseline; learns no outcome')
 
     def kcat_produce(self, size):
         """kcat (C, librdkafka), same settings: the ceiling, if installed."""
         kcat = shutil.which('kcat')
         if kcat is None:
             return None
-        n = self.count_for(size)
+        n = self.messages
         topic = self.topic()
         settings = []
         for key, value in kafka_config.PRODUCER_DEFAULTS.items():
@@ -246,12 +339,14 @@ class Bench:
             elapsed = time.perf_counter() - started
         finally:
             os.unlink(lines.name)
+        self._done_with(topic)
         return Result('kcat -P (C ceiling)', size, n, elapsed,
                       'process start included')
 
-    def _ours(self, name, size, share, body, note='', **producer_args):
-        n = self.count_for(size, share)
-        payloads = [b'x' * size] * n
+    def _ours(self, name, size, chunk, note='', seconds=None,
+              **producer_args):
+        """Time ``chunk(producer, topic, payloads)`` as long as it takes."""
+        payloads = [b'x' * size] * CHUNK
         with kafka_producer.KafkaProducer(self.servers,
                                           **producer_args) as producer:
             topic = self.topic()
@@ -259,144 +354,199 @@ class Bench:
             if producer.flush(30):
                 raise RuntimeError('the warm-up message was not delivered')
             sampler = QueueSampler(producer) if self.sample_queue else None
-            started = time.perf_counter()
-            body(producer, topic, payloads, name)
+            start = now()
+            n = self._for_a_while(
+                name, lambda: chunk(producer, topic, payloads), seconds)
             left = producer.flush(120)
-            elapsed = time.perf_counter() - started
+            end = now()
             failed = producer.stats()['failed']
+        self._done_with(topic)
         if left or failed:
             note = '%s %d undelivered' % (note, left + failed)
-        return Result(name, size, n, elapsed, note.strip(),
-                      sampler.stop() if sampler is not None else [])
+        return _measured(name, size, n, start, end, note.strip(),
+                         queue_depth=sampler.stop() if sampler else [])
 
-    def _publish_lists(self, producer, topic, payloads, name, **publish):
-        for i in range(0, len(payloads), 1000):
-            producer.publish(topic, payloads[i:i + 1000], **publish)
-            self.progress(name, i, len(payloads))
+    @staticmethod
+    def _publish_list(producer, topic, payloads, **publish):
+        producer.publish(topic, payloads, **publish)
+        return len(payloads)
 
     def publish_list(self, size):
-        return self._ours('publish(list of 1000)', size, 1.0,
-                          self._publish_lists)
+        return self._ours('publish(list of 1000)', size, self._publish_list)
 
     def publish_list_errors_only(self, size):
-        return self._ours('publish(list), error-only reports', size, 1.0,
-                          self._publish_lists, "delivery_reports='errors'",
+        return self._ours('publish(list), error-only reports', size,
+                          self._publish_list, "delivery_reports='errors'",
                           delivery_reports='errors')
 
     def publish_one(self, size):
-        def body(producer, topic, payloads, name):
+        def chunk(producer, topic, payloads):
             publish = producer.publish
-            for i, payload in enumerate(payloads):
+            for payload in payloads:
                 publish(topic, payload)
-                if i % 10000 == 0:
-                    self.progress(name, i, len(payloads))
-        return self._ours('publish(one message)', size, 1.0, body)
+            return len(payloads)
+        return self._ours('publish(one message)', size, chunk)
 
     def publish_sync(self, size):
-        return self._ours('publish(list of 1000, sync=True)', size, 0.5,
-                          functools.partial(self._publish_lists, sync=True,
+        return self._ours('publish(list of 1000, sync=True)', size,
+                          functools.partial(self._publish_list, sync=True,
                                             timeout=60))
 
     def old_wrapper_pattern(self, size):
         # What the previous confluent wrapper did on every publish call:
         # produce, then flush(2) before returning.
-        n = self.count_for(size, 0.02)
         producer = _raw_producer(self.servers)
         topic = self.topic()
         producer.produce(topic, b'warm-up')
         producer.flush(30)
         payload = b'x' * size
-        started = time.perf_counter()
-        for i in range(n):
+
+        def one():
             producer.produce(topic, payload)
             producer.poll(0)
             producer.flush(2)
-            if i % 100 == 0:
-                self.progress('old wrapper pattern', i, n)
-        return Result('old wrapper: produce+flush per publish', size, n,
-                      time.perf_counter() - started, 'one message per call')
+            return 1
+        start = now()
+        n = self._for_a_while('old wrapper pattern', one)
+        end = now()
+        self._done_with(topic)
+        return _measured('old wrapper: produce+flush per publish', size, n,
+                         start, end, 'one message per call')
 
     # -- consumer scenarios -------------------------------------------------
 
-    def _fill_topic(self, size):
-        n = self.count_for(size)
-        topic = self.topic()
-        with kafka_producer.KafkaProducer(self.servers) as producer:
-            for i in range(0, n, 1000):
-                producer.publish(topic, [b'x' * size] * min(1000, n - i))
-            producer.flush(120)
-        return topic, n
+    def fill_topics(self, size) -> tuple[list[str], int]:
+        """Topics for the consumer scenarios; how many messages they hold.
 
-    def raw_consume_loop(self, size, topic, n, librdkafka_defaults=False):
+        On the mock cluster, up to :data:`MOCK_TOPICS` topics of what one
+        partition keeps (256 MiB in all); on a broker, one topic of
+        ``messages``.
+        """
+        if self.mock:
+            count = max(100, MOCK_BYTES_PER_TOPIC // (size + 60))
+            # As many as 2 s of reading take; fewer for shorter runs.
+            topics = [self.topic() for _ in range(max(1, min(
+                MOCK_TOPICS, round(MOCK_TOPICS * self.seconds / 2.0))))]
+        else:
+            count = self.messages
+            topics = [self.topic()]
+        with kafka_producer.KafkaProducer(
+                self.servers, delivery_reports='errors') as producer:
+            for number, topic in enumerate(topics, 1):
+                for i in range(0, count, CHUNK):
+                    producer.publish(topic, [b'x' * size] *
+                                     min(CHUNK, count - i), timeout=60)
+                self.progress('filling topics', number, len(topics))
+            if producer.flush(120):
+                raise RuntimeError('the consumer scenarios\' messages '
+                                   'were not all delivered')
+        return topics, count * len(topics)
+
+    def _passes(self, name, size, read_once, note) -> Result:
+        """Read the topics with new groups until reading took its time.
+
+        ``read_once()`` reads them all once and gives (messages, expected,
+        start, end): ``now()`` at the first message and at the last; the
+        group's join and the wait for a first fetch are not counted.
+        """
+        count = 0
+        seconds = cpu = 0.0
+        passes = 0
+        while seconds < self.seconds and passes < MAX_PASSES:
+            got, expected, start, end = read_once()
+            passes += 1
+            count += got
+            if start is not None:
+                seconds += end[0] - start[0]
+                cpu += max(0.0, end[1] - start[1])
+            self.progress(name, int(seconds * 1000), int(self.seconds * 1000))
+            if got < expected:
+                note = 'only %d of %d arrived; %s' % (got, expected, note)
+                break
+        return Result(name, size, count, seconds,
+                      '%s; %d passes' % (note, passes), cpu=cpu)
+
+    def raw_consume_loop(self, size, topics, n, librdkafka_defaults=False):
         # The library's fetch settings, so that the ratio compares only the
         # Python layer; or librdkafka's own, to show what they cost.
         conf = _raw_config(
             'consumer', {} if librdkafka_defaults else
             kafka_config.CONSUMER_DEFAULTS, self.servers, **{
-                'group.id': 'bench-raw-' + uuid.uuid4().hex[:8],
                 'auto.offset.reset': 'earliest',
                 'enable.auto.commit': False,
                 'enable.auto.offset.store': True})
-        consumer = confluent_kafka.Consumer(conf)
-        consumer.subscribe([topic])
-        count = 0
-        started = last = None
-        idle_since = time.monotonic()
-        try:
-            while count < n and time.monotonic() - idle_since < IDLE_SECONDS:
-                # A short timeout: a chunk that waits to fill at the end of
-                # the topic would count its wait as reading time.
-                for message in consumer.consume(500, 0.1):
-                    if message.error() is None:
-                        # Clocked from the first message to the last, not
-                        # the wait for a chunk that never fills.
-                        last = time.perf_counter()
-                        started = started or last
-                        idle_since = time.monotonic()
-                        message.value()
-                        count += 1
-                        if count % 1000 == 0:
-                            consumer.commit(asynchronous=False)
-                self.progress('raw consume loop', count, n)
-        finally:
-            consumer.close()
+
+        def read_once():
+            consumer = confluent_kafka.Consumer(dict(
+                conf, **{'group.id': 'bench-raw-' + uuid.uuid4().hex[:8]}))
+            consumer.subscribe(topics)
+            count = 0
+            start = None
+            last = idle_since = time.monotonic()
+            try:
+                while count < n and \
+                        time.monotonic() - idle_since < IDLE_SECONDS:
+                    # A short timeout: a chunk that waits to fill at the
+                    # end of the topics would count its wait as reading.
+                    chunk = consumer.consume(500, 0.1)
+                    for message in chunk:
+                        if message.error() is None:
+                            if start is None:
+                                start = now()
+                            message.value()
+                            count += 1
+                            if count % 1000 == 0:
+                                consumer.commit(asynchronous=False)
+                    if chunk:
+                        last = idle_since = time.monotonic()
+                end = _ended(last)
+            finally:
+                consumer.close()
+            return count, n, start, end
         if librdkafka_defaults:
-            return _read_result('raw consume loop, librdkafka defaults',
-                                size, n, count, started, last,
+            return self._passes('raw consume loop, librdkafka defaults',
+                                size, read_once,
                                 'fetch.queue.backoff.ms=1000')
-        return _read_result('raw confluent-kafka consume loop', size, n,
-                            count, started, last,
-                            'baseline, commit per 1000')
+        return self._passes('raw confluent-kafka consume loop', size,
+                            read_once, 'baseline, commit per 1000')
 
-    def iterate(self, size, topic, n):
-        state = {'count': 0, 'seen': 0}
+    def iterate(self, size, topics, n):
+        def read_once():
+            state = {'count': 0, 'seen': 0}
 
-        def stop_when_idle():
-            # The commit callback fires on idle turns too: the iterator's
-            # own way to notice that nothing comes.
-            if state['count'] == state['seen']:
-                consumer.stop()
-            state['seen'] = state['count']
+            def stop_when_idle():
+                # The commit callback fires on idle turns too: the
+                # iterator's own way to notice that nothing comes.
+                if state['count'] == state['seen']:
+                    consumer.stop()
+                state['seen'] = state['count']
 
-        consumer = kafka_consumer.KafkaConsumer(
-            self.servers, 'bench-' + uuid.uuid4().hex[:8], topic,
-            commit_callback=stop_when_idle, max_commit_interval=IDLE_SECONDS)
-        started = last = None
-        try:
-            for message in consumer:
-                last = time.perf_counter()
-                started = started or last
-                message.value()
-                state['count'] += 1
-                if state['count'] % 1000 == 0:
-                    consumer.commit()
-                    self.progress('consumer iteration', state['count'], n)
-                if state['count'] >= n:
-                    break
-        finally:
-            consumer.close()
-        return _read_result('KafkaConsumer iteration', size, n,
-                            state['count'], started, last, 'commit per 1000')
+            consumer = kafka_consumer.KafkaConsumer(
+                self.servers, 'bench-' + uuid.uuid4().hex[:8], topics,
+                commit_callback=stop_when_idle,
+                max_commit_interval=IDLE_SECONDS)
+            count = 0
+            start = None
+            last = time.monotonic()
+            try:
+                for message in consumer:
+                    if start is None:
+                        start = now()
+                    message.value()
+                    count += 1
+                    if count % 1000 == 0:
+                        consumer.commit()
+                        state['count'] = count
+                        last = time.monotonic()
+                    if count >= n:
+                        last = time.monotonic()
+                        break
+                end = _ended(last)
+            finally:
+                consumer.close()
+            return count, n, start, end
+        return self._passes('KafkaConsumer iteration', size, read_once,
+                            'commit per 1000')
 
     # -- latency ------------------------------------------------------------
 
@@ -457,9 +607,10 @@ class Bench:
     # -- all ----------------------------------------------------------------
 
     def run(self, sizes=(100, 1024), latency=True) -> list[Result]:
+        """Every scenario; those behind a ratio once per round."""
         results = []
         for size in sizes:
-            results.extend(self._best_of_rounds([
+            results.extend(self._rounds([
                 self.raw_produce_loop,
                 lambda size: self.raw_produce_loop(size, with_callback=True),
                 self.publish_list,
@@ -471,30 +622,29 @@ class Bench:
             results.append(self.publish_one(size))
             results.append(self.publish_sync(size))
             results.append(self.old_wrapper_pattern(size))
-            topic, n = self._fill_topic(size)
-            results.extend(self._best_of_rounds([
-                lambda size: self.raw_consume_loop(size, topic, n),
-                lambda size: self.iterate(size, topic, n),
+            topics, n = self.fill_topics(size)
+            results.extend(self._rounds([
+                lambda size: self.raw_consume_loop(size, topics, n),
+                lambda size: self.iterate(size, topics, n),
             ], size))
-            results.append(self.raw_consume_loop(size, topic, n,
+            results.append(self.raw_consume_loop(size, topics, n,
                                                  librdkafka_defaults=True))
+            for topic in topics:
+                self._done_with(topic)
         if latency:
             results.append(self.latency(100))
         return results
 
-    def _best_of_rounds(self, scenarios, size) -> list[Result]:
-        best: dict[str, Result] = {}
-        for _ in range(self.rounds):
+    def _rounds(self, scenarios, size) -> list[Result]:
+        # Interleaved: a slow minute of the machine hits every scenario
+        # of a round, not all rounds of one scenario.
+        results = []
+        for number in range(self.rounds):
             for scenario in scenarios:
                 result = scenario(size)
-                kept = best.get(result.scenario)
-                if kept is None or result.rate > kept.rate:
-                    best[result.scenario] = result
-        if self.rounds > 1:
-            for result in best.values():
-                result.note = ('%s; best of %d' % (result.note, self.rounds)
-                               ).lstrip('; ')
-        return list(best.values())
+                result.round = number
+                results.append(result)
+        return results
 
 
 # (what the ratio says, scenario measured, scenario it is judged against)
@@ -515,13 +665,92 @@ RATIOS = (
 )
 
 
-def ratios(results: list[Result]) -> dict[str, float]:
-    """The targets, as measured ratios per message size."""
-    by = {(r.scenario, r.size): r.rate for r in results}
-    out = {}
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """A ratio's median over the rounds, and its lowest and highest."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        return cls(statistics.median(values), min(values), max(values))
+
+    @property
+    def unclear(self) -> bool:
+        """The rounds spread wider than the ratio is from 1."""
+        return self.high - self.low > abs(self.median - 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ratio:
+    """A scenario against its baseline, round by round.
+
+    :ivar rate: msgs/s of the scenario over the baseline's (above 1:
+        faster).
+    :ivar cpu: CPU per message of the scenario over the baseline's
+        (below 1: cheaper); the one to quote, being far steadier than
+        wall-clock rates on a shared machine.
+    """
+
+    label: str
+    size: int
+    rate: Spread
+    cpu: Spread | None
+
+    @property
+    def quoted(self) -> Spread:
+        return self.cpu if self.cpu is not None else self.rate
+
+    def as_dict(self) -> dict:
+        return {'ratio': self.label, 'size': self.size,
+                'rate': dataclasses.asdict(self.rate),
+                'cpu': None if self.cpu is None else
+                dataclasses.asdict(self.cpu),
+                'spread_wider_than_effect': self.quoted.unclear}
+
+
+def _by_round(results: list[Result]) -> dict[tuple[str, int], list[Result]]:
+    found: dict[tuple[str, int], list[Result]] = {}
+    for result in results:
+        found.setdefault((result.scenario, result.size), []).append(result)
+    return found
+
+
+def summary(results: list[Result]) -> list[Result]:
+    """One row per scenario and size: its median round (by msgs/s)."""
+    rows = []
+    for (scenario, size), runs in _by_round(results).items():
+        ordered = sorted(runs, key=lambda r: r.rate)
+        row = dataclasses.replace(ordered[(len(ordered) - 1) // 2])
+        if len(runs) > 1:
+            row.note = ('%s; median of %d' % (row.note, len(runs))
+                        ).lstrip('; ')
+        rows.append(row)
+    return rows
+
+
+def ratios(results: list[Result]) -> list[Ratio]:
+    """Each ratio of :data:`RATIOS`, per message size, over the rounds.
+
+    A round of the scenario is set against the same round of its
+    baseline (they ran side by side), or against the baseline's only run.
+    """
+    by = _by_round(results)
+    found = []
     for size in sorted({r.size for r in results}):
         for label, measured, baseline in RATIOS:
-            if by.get((baseline, size)) and (measured, size) in by:
-                out['%s, %d B' % (label, size)] = (
-                    by[(measured, size)] / by[(baseline, size)])
-    return out
+            ours = by.get((measured, size), [])
+            theirs = {r.round: r for r in by.get((baseline, size), [])}
+            pairs = [(r, theirs.get(r.round, next(iter(theirs.values()))))
+                     for r in ours if theirs]
+            pairs = [(a, b) for a, b in pairs if a.rate and b.rate]
+            if not pairs:
+                continue
+            cpu = [a.cpu_per_message / b.cpu_per_message for a, b in pairs
+                   if a.cpu_per_message and b.cpu_per_message]
+            found.append(Ratio(label, size,
+                               Spread.of([a.rate / b.rate for a, b in pairs]),
+                               Spread.of(cpu) if cpu else None))
+    return found

@@ -24,12 +24,42 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
+import os
 import sys
 
 from monasca_common.cli import bench
 from monasca_common import kafka
+
+
+_COLUMNS = ('scenario', 'size', 'messages', 'seconds', 'msgs/s',
+            'CPU us/msg', 'note')
+
+
+def _cells(r: bench.Result) -> tuple[str, ...]:
+    cpu = r.cpu_per_message
+    return (r.scenario, '%d B' % r.size, str(r.messages),
+            '%.2f' % r.seconds, '{:,.0f}'.format(r.rate),
+            '-' if cpu is None else '%.2f' % cpu, r.note)
+
+
+def ratio_lines(found: list[bench.Ratio]) -> list[str]:
+    """The ratios as printed: CPU per message first, the one to quote."""
+    lines = []
+    for ratio in found:
+        cpu = ratio.cpu
+        lines.append('%-52s CPU/msg %s   msgs/s %.2fx (%.2f-%.2f)' % (
+            '%s, %d B' % (ratio.label, ratio.size),
+            '  -  ' if cpu is None else '%.2fx (%.2f-%.2f)' % (
+                cpu.median, cpu.low, cpu.high),
+            ratio.rate.median, ratio.rate.low, ratio.rate.high))
+        if ratio.quoted.unclear:
+            lines.append('    ^ its rounds spread wider than its distance '
+                         'from 1: not a difference; add --rounds or '
+                         '--seconds')
+    return lines
 
 
 def _progress_and_report():
@@ -40,7 +70,7 @@ def _progress_and_report():
         from rich import table
     except ImportError:
         return _plain_progress, _plain_table
-    out = console.Console(width=None if sys.stdout.isatty() else 130)
+    out = console.Console(width=None if sys.stdout.isatty() else 150)
     bar = progress.Progress(progress.TextColumn('{task.description:40}'),
                             progress.BarColumn(),
                             progress.MofNCompleteColumn(),
@@ -53,23 +83,20 @@ def _progress_and_report():
             bar.start()
         if name not in tasks:
             tasks[name] = bar.add_task(name, total=total)
-        bar.update(tasks[name], completed=done)
+        bar.update(tasks[name], completed=done, total=total)
 
-    def report(results, ratios):
+    def report(rows, found):
         if bar.live.is_started:
             bar.stop()
         grid = table.Table(title='monasca-kafka bench')
-        for column in ('scenario', 'size', 'messages', 'seconds', 'msgs/s',
-                       'note'):
+        for column in _COLUMNS:
             grid.add_column(column, justify='left' if column in (
                 'scenario', 'note') else 'right')
-        for r in results:
-            grid.add_row(r.scenario, '%d B' % r.size, str(r.messages),
-                         '%.2f' % r.seconds, '{:,.0f}'.format(r.rate),
-                         r.note)
+        for r in rows:
+            grid.add_row(*_cells(r))
         out.print(grid)
-        for name, value in ratios.items():
-            out.print('%-52s %.2fx' % (name, value))
+        for line in ratio_lines(found):
+            out.print(line, highlight=False)
     return on_progress, report
 
 
@@ -77,35 +104,38 @@ def _plain_progress(name, done, total):
     pass
 
 
-def _plain_table(results, ratios):
-    print('%-42s %7s %9s %8s %12s  %s' % ('scenario', 'size', 'messages',
-                                          'seconds', 'msgs/s', 'note'))
-    for r in results:
-        print('%-42s %5d B %9d %8.2f %12.0f  %s' % (
-            r.scenario, r.size, r.messages, r.seconds, r.rate, r.note))
-    for name, value in ratios.items():
-        print('%-52s %.2fx' % (name, value))
+def _plain_table(rows, found):
+    line = '%-42s %7s %9s %8s %12s %10s  %s'
+    print(line % _COLUMNS)
+    for r in rows:
+        print(line % _cells(r))
+    for text in ratio_lines(found):
+        print(text)
 
 
-def _plot(results, path):
+def _plot(rows, path):
     try:
         from matplotlib import pyplot
     except ImportError:
         print('--plot needs matplotlib: pip install matplotlib',
               file=sys.stderr)
         return False
-    rows = [r for r in results if not r.scenario.startswith('end-to-end')]
+    rows = [r for r in rows if not r.scenario.startswith('end-to-end')]
     labels = ['%s (%d B)' % (r.scenario, r.size) for r in rows]
     sampled = [r for r in rows if r.queue_depth]
     figure, axes = pyplot.subplots(
-        1, 2 if sampled else 1, squeeze=False,
-        figsize=(18 if sampled else 10, 0.4 * len(rows) + 2))
-    rates = axes[0][0]
+        1, 3 if sampled else 2, squeeze=False,
+        figsize=(24 if sampled else 16, 0.4 * len(rows) + 2))
+    rates, cpu = axes[0][0], axes[0][1]
     rates.barh(labels, [r.rate for r in rows])
-    rates.set_xlabel('messages per second')
+    rates.set_xlabel('messages per second (median round)')
     rates.invert_yaxis()
+    cpu.barh(labels, [r.cpu_per_message or 0 for r in rows], color='tab:red')
+    cpu.set_xlabel('CPU microseconds per message (user+sys)')
+    cpu.set_yticks(range(len(rows)), [''] * len(rows))
+    cpu.invert_yaxis()
     if sampled:
-        depth = axes[0][1]
+        depth = axes[0][2]
         for r in sampled:
             depth.plot([t for t, _ in r.queue_depth],
                        [n for _, n in r.queue_depth],
@@ -117,6 +147,19 @@ def _plot(results, path):
     figure.tight_layout()
     figure.savefig(path)
     return True
+
+
+def _write_json(path, servers, args, results, found):
+    document = {
+        'broker': servers, 'seconds': args.seconds, 'rounds': args.rounds,
+        'cpus': os.cpu_count(),
+        'results': [dict(dataclasses.asdict(r), rate=r.rate,
+                         cpu_per_message_us=r.cpu_per_message)
+                    for r in results],
+        'ratios': [ratio.as_dict() for ratio in found],
+    }
+    with open(path, 'w') as out:
+        json.dump(document, out, indent=1)
 
 
 @contextlib.contextmanager
@@ -136,12 +179,26 @@ def cmd_bench(args) -> int:
     on_progress, report = _progress_and_report()
     with _cluster(args.bootstrap_servers) as (servers, mock):
         runner = bench.Bench(servers, args.messages, mock, on_progress,
-                             rounds=args.rounds,
+                             rounds=args.rounds, seconds=args.seconds,
                              sample_queue=bool(args.plot))
-        results = runner.run(sizes=args.sizes, latency=not args.no_latency)
+        if args.scale:
+            from monasca_common.cli import scale
+            results = scale.run(runner, args.sizes[0],
+                                max(args.messages, 1000000))
+            if mock:
+                print('the consumer group figures need a broker (-b)')
+        else:
+            results = runner.run(sizes=args.sizes,
+                                 latency=not args.no_latency)
     print('broker: %s' % ('librdkafka mock cluster' if mock else servers))
-    report(results, bench.ratios(results))
-    if args.plot and _plot(results, args.plot):
+    rows = bench.summary(results)
+    found = bench.ratios(results)
+    report(rows, found)
+    if args.json:
+        _write_json(args.json, 'mock' if mock else servers, args, results,
+                    found)
+        print('figures written to %s' % args.json)
+    if args.plot and _plot(rows, args.plot):
         print('plot written to %s' % args.plot)
     return 0
 
@@ -280,16 +337,27 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument('--bootstrap-servers', '-b',
                    help='a real broker (default: embedded mock cluster)')
     b.add_argument('--messages', '-n', type=int, default=100000,
-                   help='messages per throughput scenario')
+                   help='messages the consumer scenarios read per pass, '
+                        'on a broker (the mock cluster holds what it can)')
+    b.add_argument('--seconds', type=float, default=2.0,
+                   help='each throughput scenario sends or reads this '
+                        'long at least')
     b.add_argument('--sizes', type=lambda s: [int(x) for x in s.split(',')],
                    default=[100, 1024], help='message sizes, e.g. 100,1024')
     b.add_argument('--rounds', type=int, default=3,
-                   help='runs of the scenarios behind the ratios; the '
-                        'best of each counts')
+                   help='runs of the scenarios behind the ratios; each '
+                        'ratio gives its median and spread over them')
+    b.add_argument('--scale', action='store_true',
+                   help='instead: one producer shared by 1, 2 and 4 '
+                        'threads, and a consumer group of 1, 2 and 4 '
+                        'processes on 8 partitions (needs -b)')
+    b.add_argument('--json', metavar='FILE',
+                   help='write every round and ratio here')
     b.add_argument('--no-latency', action='store_true')
     b.add_argument('--plot', help='write a PNG here (matplotlib): msgs/s '
-                                  'per scenario, and the queue depth over '
-                                  'time of the producer scenarios')
+                                  'and CPU per message side by side, and '
+                                  'the queue depth over time of the '
+                                  'producer scenarios')
     b.set_defaults(func=cmd_bench)
 
     s = sub.add_parser('stats', help="the clients' metrics, live, on a "

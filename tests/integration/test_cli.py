@@ -28,8 +28,9 @@ def cli(*args, stdin=None, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_bench_on_the_embedded_mock_cluster():
-    out = cli('bench', '-n', '3000', '--sizes', '100', '--no-latency')
+def test_bench_on_the_embedded_mock_cluster(tmp_path):
+    out = cli('bench', '--seconds', '0.3', '--rounds', '2', '--sizes', '100',
+              '--no-latency', '--json', str(tmp_path / 'bench.json'))
     assert out.returncode == 0, out.stderr[-2000:]
     assert 'librdkafka mock cluster' in out.stdout
     for scenario in ('raw confluent-kafka produce loop',
@@ -37,6 +38,19 @@ def test_bench_on_the_embedded_mock_cluster():
                      'KafkaConsumer iteration'):
         assert scenario in out.stdout
     assert 'publish(list) / raw loop, 100 B' in out.stdout
+    figures = json.loads((tmp_path / 'bench.json').read_text())
+    rounds = [r for r in figures['results']
+              if r['scenario'] == 'KafkaConsumer iteration']
+    assert [r['round'] for r in rounds] == [0, 1]
+    for r in figures['results']:
+        if not r['scenario'].startswith('kcat'):
+            # Every scenario ran its time and says what it cost.
+            assert r['seconds'] >= 0.3 * 0.9 and r['messages'] > 0, r
+            assert r['cpu_per_message_us'] > 0, r
+    ratio = {(r['ratio'], r['size']): r for r in figures['ratios']}[
+        ('consumer / raw consume', 100)]
+    assert ratio['cpu']['low'] <= ratio['cpu']['median'] <= \
+        ratio['cpu']['high']
 
 
 @pytest.mark.integration
