@@ -27,6 +27,8 @@ import threading
 import time
 import uuid
 
+import confluent_kafka
+
 from monasca_common.cli import bench
 from monasca_common.confluent_kafka import consumer as kafka_consumer
 from monasca_common.confluent_kafka import producer as kafka_producer
@@ -69,10 +71,12 @@ def producer_threads(runner: bench.Bench, threads: int,
 
 def _member(servers, group, topic, settle, go, out):
     """One process of the group: join, pause when told, read when told."""
-    state = {'count': 0, 'seen': 0}
+    state = {'count': 0, 'seen': 0, 'reading': False}
 
     def stop_when_idle():
-        if state['count'] == state['seen']:
+        # Waiting for the group to settle is not idle reading: a stop()
+        # then would end the iteration before it starts.
+        if state['reading'] and state['count'] == state['seen']:
             consumer.stop()
         state['seen'] = state['count']
 
@@ -86,6 +90,7 @@ def _member(servers, group, topic, settle, go, out):
         consumer.pause()
         out.put(('paused', len(consumer.assignment())))
         go.wait(600)
+        state['reading'] = True
         consumer.resume()
         count = 0
         first = last = None
@@ -111,7 +116,11 @@ def _member(servers, group, topic, settle, go, out):
 
 
 def _group_settled(admin, group, members):
-    description = admin.describe_consumer_groups([group])[group].result(10)
+    try:
+        description = admin.describe_consumer_groups(
+            [group])[group].result(10)
+    except confluent_kafka.KafkaException:
+        return False  # not formed yet, or its coordinator moving
     owned = sum(len(m.assignment.topic_partitions)
                 for m in description.members)
     return (str(description.state).endswith('STABLE') and
