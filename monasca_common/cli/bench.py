@@ -217,6 +217,27 @@ class QueueSampler:
         return self._samples
 
 
+class IdleStop:
+    """A commit callback that stops a consumer which read nothing since.
+
+    The consumer calls it every ``max_commit_interval`` seconds, whether
+    or not messages come: the iteration's own way to notice an end. The
+    reader sets ``count`` as it goes; nothing is stopped until ``armed``.
+    """
+
+    def __init__(self, armed: bool = True):
+        self.consumer: typing.Any = None
+        self.count = 0
+        self.armed = armed
+        self._seen = 0
+
+    def __call__(self) -> None:
+        if self.armed and self.count == self._seen and \
+                self.consumer is not None:
+            self.consumer.stop()
+        self._seen = self.count
+
+
 def _delete_topic(servers, topic):
     # A real broker keeps what the producer scenarios wrote: gigabytes in
     # a run.
@@ -512,19 +533,11 @@ class Bench:
 
     def iterate(self, size, topics, n):
         def read_once():
-            state = {'count': 0, 'seen': 0}
-
-            def stop_when_idle():
-                # The commit callback fires on idle turns too: the
-                # iterator's own way to notice that nothing comes.
-                if state['count'] == state['seen']:
-                    consumer.stop()
-                state['seen'] = state['count']
-
+            idle = IdleStop()
             consumer = kafka_consumer.KafkaConsumer(
                 self.servers, 'bench-' + uuid.uuid4().hex[:8], topics,
-                commit_callback=stop_when_idle,
-                max_commit_interval=IDLE_SECONDS)
+                commit_callback=idle, max_commit_interval=IDLE_SECONDS)
+            idle.consumer = consumer
             count = 0
             start = None
             last = time.monotonic()
@@ -536,7 +549,7 @@ class Bench:
                     count += 1
                     if count % 1000 == 0:
                         consumer.commit()
-                        state['count'] = count
+                        idle.count = count
                         last = time.monotonic()
                     if count >= n:
                         last = time.monotonic()

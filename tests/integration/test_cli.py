@@ -19,6 +19,7 @@ import sys
 import pytest
 
 from monasca_common.cli import bench
+from monasca_common.cli import scale
 
 CLI = [sys.executable, '-m', 'monasca_common.cli.main']
 
@@ -172,3 +173,24 @@ def test_stats_on_a_real_broker(bootstrap_servers):
     last = {s['role']: s for s in json_lines(out.stdout)}
     assert last['producer']['values']['delivered.messages'] > 0
     assert last['consumer']['values']['assigned.partitions'] == 4
+
+
+def test_bench_scale_without_a_broker_runs_the_producer_threads():
+    out = cli('bench', '--scale', '--seconds', '0.3', timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for threads in ('1 publishing thread', '2 publishing threads',
+                    '4 publishing threads'):
+        assert 'one producer, %s' % threads in out.stdout
+    assert 'the consumer group figures need a broker' in out.stdout
+
+
+@pytest.mark.integration
+def test_scale_consumer_group_reads_every_message_once(bootstrap_servers):
+    runner = bench.Bench(bootstrap_servers, 0, False)
+    result = scale.consumer_group(runner, 2, 100, 20000)
+    # Two processes, each its share; the rate counts whole thousands.
+    assert 'each read' in result.note, result.note
+    shares = [int(n) for n in result.note.split()[-1].split('/')]
+    assert len(shares) == 2 and sum(shares) == 20000 and min(shares) > 0
+    assert 19000 <= result.messages <= 20000 and result.seconds > 0
+    assert result.cpu > 0
