@@ -134,11 +134,14 @@ class StatsdReporter:
 
     def add(self, client: typing.Any) -> None:
         """Report ``client`` (held weakly) from the next interval on."""
+        if self._pid != os.getpid():
+            # A forked child: the parent's thread and clients stayed in
+            # the parent, and a lock it held at the fork stays held here.
+            self._lock = threading.Lock()
+            self._sending = threading.Lock()
+            self._clients = weakref.WeakSet()
+            self._connect()
         with self._lock:
-            if self._pid != os.getpid():
-                # The parent's thread and clients stayed in the parent.
-                self._clients = weakref.WeakSet()
-                self._connect()
             self._clients.add(client)
             if self._thread is None:
                 self._thread = threading.Thread(

@@ -14,6 +14,8 @@
 
 import json
 import logging
+import os
+import signal
 
 from oslo_config import cfg
 import pytest
@@ -271,3 +273,44 @@ def test_options_configure_one_reporter_per_process(conf, listener):
     assert reporting.resolve(given) is given
     first.close()
     given.close()
+
+
+def test_a_forked_child_reports_its_own_clients(listener):
+    reporter = reporting.StatsdReporter(listener.address, interval=60)
+    # Held weakly by the reporter: the test holds them.
+    parent = FakeClient(metrics.producer_snapshot(
+        'parent', COUNTS, metrics.Statistics()))
+    child = FakeClient(metrics.producer_snapshot(
+        'child', COUNTS, metrics.Statistics()))
+    reporter.add(parent)
+    # Held at the fork, as the reporter thread may hold them.
+    reporter._lock.acquire()
+    reporter._sending.acquire()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            reporter.add(child)
+            code = 0 if reporter.report() == 4 else 2
+        finally:
+            os._exit(code)
+    reporter._lock.release()
+    reporter._sending.release()
+    try:
+        def exited():
+            done, status = os.waitpid(pid, os.WNOHANG)
+            return done and (status,)
+        try:
+            status, = waiting.until(exited, 10, 'the child to report')
+        except waiting.Timeout:
+            os.kill(pid, signal.SIGKILL)  # deadlocked on a held lock
+            os.waitpid(pid, 0)
+            raise
+        assert os.WEXITSTATUS(status) == 0
+        waiting.until(lambda: listener.latest(
+            'kafka.client.producer.queue.messages', client_id='child')
+            is not None, 10, "the child's report")
+        assert listener.latest('kafka.client.producer.queue.messages',
+                               client_id='parent') is None
+    finally:
+        reporter.close()
