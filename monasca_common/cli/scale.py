@@ -89,7 +89,8 @@ def _member(servers, group, topic, settle, go, out):
         consumer.resume()
         count = 0
         first = last = None
-        cpu_first = cpu_last = 0.0
+        cpu_first = 0.0
+        cpu_last = None
         # Written out, as in bench.py: a helper would add a call per
         # message to what is measured.
         for message in consumer:
@@ -106,8 +107,9 @@ def _member(servers, group, topic, settle, go, out):
                 last = time.monotonic()
                 cpu_last = time.process_time()
         consumer.commit()
+        # A member that read fewer than a thousand has no timed part.
         out.put(('read', count, count - count % 1000, first, last,
-                 cpu_last - cpu_first))
+                 0.0 if cpu_last is None else cpu_last - cpu_first))
     finally:
         consumer.close()
 
