@@ -240,7 +240,8 @@ def consumer_snapshot(client_id: str, counts: dict[str, float],
         ``commits.done``, ``commits.failed``, ``rebalances``,
         ``assigned`` and, once it committed, ``last_commit_age``.
     :param offsets: (low, end, committed) per assigned partition, from the
-        statistics or from Kafka; -1 where unknown.
+        statistics or from Kafka; -1 where unknown. The total lag is given
+        only when every assigned partition's lag is known.
     """
     values: dict[str, float] = {
         'consumed.messages': counts['consumed'],
@@ -254,6 +255,7 @@ def consumer_snapshot(client_id: str, counts: dict[str, float],
         values['last_commit.age_seconds'] = counts['last_commit_age']
     per_partition: dict[Key, dict[str, float]] = {}
     total = 0
+    known = 0
     for key, (low, end, committed) in offsets.items():
         behind = lag(end, committed, low)
         figures: dict[str, float] = {}
@@ -264,7 +266,11 @@ def consumer_snapshot(client_id: str, counts: dict[str, float],
         if behind is not None:
             figures['lag.messages'] = behind
             total += behind
+            known += 1
         per_partition[key] = figures
-    values['lag.messages'] = total
+    # A total over part of the assignment would read as a small lag while
+    # Kafka can not be asked: no total then, rather than a wrong one.
+    if known == counts['assigned']:
+        values['lag.messages'] = total
     return Snapshot('consumer', client_id, values, per_partition,
                     broker_figures(statistics.document), statistics.age())

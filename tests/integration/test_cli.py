@@ -142,7 +142,7 @@ def test_stats_shows_the_clients_moving_on_the_mock_cluster():
     delivered = [v['delivered.messages'] for v in producer]
     assert delivered == sorted(delivered) and delivered[-1] > 2000
     assert consumer[-1]['consumed.messages'] > 0
-    assert max(v['lag.messages'] for v in consumer) > 500
+    assert max(v.get('lag.messages', 0) for v in consumer) > 500
     assert any(s['partitions'] for s in lines if s['role'] == 'consumer')
 
 

@@ -141,6 +141,21 @@ def test_consumer_lag_per_assigned_partition_and_in_all():
     assert snapshot['commits.failed'] == 1
 
 
+def test_no_total_lag_while_a_partition_is_unknown():
+    counts = {'consumed': 0, 'buffered': 0, 'commits.done': 0,
+              'commits.failed': 0, 'rebalances': 1, 'assigned': 2}
+    partial = metrics.consumer_snapshot(
+        'persister', counts, {('metrics', 0): (10, 110, 60)},
+        metrics.Statistics())
+    assert partial.partitions[('metrics', 0)]['lag.messages'] == 50
+    assert 'lag.messages' not in partial.values
+    unknown = metrics.consumer_snapshot(
+        'persister', counts, {('metrics', 0): (-1, -1, -1),
+                              ('metrics', 1): (-1, -1, -1)},
+        metrics.Statistics())
+    assert 'lag.messages' not in unknown.values
+
+
 def test_samples_are_named_and_dimensioned_as_documented():
     snapshot = metrics.Snapshot(
         'consumer', 'persister', {'lag.messages': 5},
