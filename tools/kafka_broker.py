@@ -11,21 +11,28 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""A real Apache Kafka for tests: fetched from Maven Central, run in KRaft.
+"""A real Apache Kafka for tests: fetched from Maven Central, run in KRaft
+or, for the old world, in ZooKeeper mode.
 
-``fetch`` copies the broker jars named in ``tools/kafka/pom.xml`` into a
-cache outside the repository (``$KAFKA_JARS_DIR`` or
-``~/.cache/monasca-common/kafka-<version>``) and reuses it afterwards.
-``KafkaCluster`` formats KRaft storage and starts one or more combined
-broker+controller JVMs on 127.0.0.1, each on free ports, waits until the
-cluster answers a metadata request, and stops them without leaving a JVM
-behind (SIGTERM, then SIGKILL after a deadline; children also die with the
-process that started them).
+``fetch`` copies the broker jars named in ``tools/kafka/pom.xml`` (for
+``--version``, default 4.3.1) into a cache outside the repository
+(``$KAFKA_JARS_DIR`` or ``~/.cache/monasca-common/kafka-<version>``) and
+reuses it afterwards. ``KafkaCluster`` formats KRaft storage and starts one
+or more combined broker+controller JVMs on 127.0.0.1, each on free ports,
+waits until the cluster answers a metadata request, and stops them without
+leaving a JVM behind (SIGTERM, then SIGKILL after a deadline; children also
+die with the process that started them).
+
+``KafkaCluster(version='3.9.1', zookeeper=True)`` starts a ZooKeeper (from
+the same jars: Kafka 3.x depends on it) and ZooKeeper-mode brokers whose
+metadata live below ``chroot``, as the deployments of the old client ran
+them. Kafka 4 has no ZooKeeper mode.
 
 Command line::
 
-    python tools/kafka_broker.py fetch
+    python tools/kafka_broker.py fetch [--version 3.9.1]
     python tools/kafka_broker.py start [--brokers 3]   # until Ctrl-C
+    python tools/kafka_broker.py start --version 3.9.1 --zookeeper
 """
 
 import argparse
@@ -57,17 +64,25 @@ class BrokerError(RuntimeError):
     """The test broker could not be fetched, started or stopped."""
 
 
-def default_jar_dir() -> pathlib.Path:
-    configured = os.environ.get('KAFKA_JARS_DIR')
-    if configured:
-        return pathlib.Path(configured)
+def cache_dir() -> pathlib.Path:
     cache = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
-    return pathlib.Path(cache) / 'monasca-common' / ('kafka-' + KAFKA_VERSION)
+    return pathlib.Path(cache) / 'monasca-common'
 
 
-def fetch_jars(jar_dir: pathlib.Path | None = None) -> pathlib.Path:
+def default_jar_dir(version: str = KAFKA_VERSION) -> pathlib.Path:
+    configured = os.environ.get('KAFKA_JARS_DIR')
+    if configured and version == KAFKA_VERSION:
+        return pathlib.Path(configured)
+    return cache_dir() / ('kafka-' + version)
+
+
+def fetch_jars(jar_dir: pathlib.Path | None = None,
+               version: str = KAFKA_VERSION) -> pathlib.Path:
     """Return a directory holding the broker's jars, fetching them once."""
-    jar_dir = jar_dir or default_jar_dir()
+    if not re.fullmatch(r'\d+\.\d+\.\d+', version):
+        raise BrokerError('a Kafka version is major.minor.patch, got %r'
+                          % (version,))
+    jar_dir = jar_dir or default_jar_dir(version)
     if (jar_dir / COMPLETE_MARKER).exists():
         return jar_dir
     if shutil.which('mvn') is None:
@@ -77,13 +92,14 @@ def fetch_jars(jar_dir: pathlib.Path | None = None) -> pathlib.Path:
     shutil.rmtree(partial, ignore_errors=True)
     cmd = ['mvn', '-B', '-q', '-f', str(POM),
            'dependency:copy-dependencies', '-DincludeScope=runtime',
+           '-Dkafka.version=' + version,
            '-DoutputDirectory=' + str(partial)]
     result = subprocess.run(cmd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:
         raise BrokerError('fetching Kafka %s jars failed:\n%s'
-                          % (KAFKA_VERSION, result.stdout[-4000:]))
-    (partial / COMPLETE_MARKER).write_text(KAFKA_VERSION + '\n')
+                          % (version, result.stdout[-4000:]))
+    (partial / COMPLETE_MARKER).write_text(version + '\n')
     shutil.rmtree(jar_dir, ignore_errors=True)
     partial.rename(jar_dir)
     return jar_dir
@@ -104,8 +120,117 @@ def _die_with_parent():
     libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-class BrokerNode:
-    """One combined broker+controller process."""
+def _start_jvm(command: list, log_path: pathlib.Path) -> subprocess.Popen:
+    log = open(log_path, 'ab')
+    try:
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # The kernel ties the parent-death signal to the *thread* that
+            # forked: a broker restarted from a helper thread would die with
+            # that thread.
+            preexec_fn=(_die_with_parent if threading.current_thread()
+                        is threading.main_thread() else None))
+    finally:
+        log.close()
+
+
+class _Jvm:
+    """A JVM this process started: its state, its stop, its log."""
+
+    process: subprocess.Popen | None = None
+    log_path: pathlib.Path
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the broker gets no chance to shut down cleanly."""
+        if self.running():
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Controlled shutdown, then SIGKILL once the deadline has passed."""
+        if not self.running():
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: the broker stays connected but answers nothing."""
+        if self.running():
+            self.process.send_signal(signal.SIGSTOP)
+
+    def unpause(self) -> None:
+        if self.running():
+            self.process.send_signal(signal.SIGCONT)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors='replace')
+        except FileNotFoundError:
+            return '(no log at %s)' % self.log_path
+        return '\n'.join(text.splitlines()[-lines:])
+
+
+class ZooKeeperNode(_Jvm):
+    """A standalone ZooKeeper, for brokers in ZooKeeper mode.
+
+    It runs from the Kafka jars (Kafka 3.x ships ZooKeeper), with its admin
+    HTTP server off so that it takes no fixed port.
+    """
+
+    def __init__(self, cluster: 'KafkaCluster'):
+        self.cluster = cluster
+        self.port = free_port()
+        self.dir = cluster.workdir / 'zookeeper'
+        self.log_path = self.dir / 'zookeeper.log'
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return '127.0.0.1:%d' % self.port
+
+    def start(self) -> None:
+        if self.running():
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = self.dir / 'zoo.cfg'
+        config.write_text(
+            'dataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n'
+            'admin.enableServer=false\ntickTime=500\nmaxClientCnxns=0\n'
+            % (self.dir / 'data', self.port))
+        self.process = _start_jvm(
+            self.cluster.java_command(
+                'org.apache.zookeeper.server.quorum.QuorumPeerMain',
+                heap='128m') + [str(config)],
+            self.log_path)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until ZooKeeper accepts a connection (it then serves at once)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise BrokerError('ZooKeeper exited with %s while starting; '
+                                  'log tail:\n%s' % (
+                                      self.process.returncode,
+                                      self.log_tail()))
+            try:
+                with socket.create_connection(('127.0.0.1', self.port), 1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise BrokerError('ZooKeeper not listening on %s within %.0f s'
+                          % (self.address, timeout))
+
+
+class BrokerNode(_Jvm):
+    """One broker: combined with a controller in KRaft mode."""
 
     def __init__(self, cluster: 'KafkaCluster', node_id: int):
         self.cluster = cluster
@@ -127,18 +252,32 @@ class BrokerNode:
     def properties(self) -> dict:
         size = len(self.cluster.nodes)
         replicas = min(3, size)
-        props = {
-            'process.roles': 'broker,controller',
-            'node.id': self.node_id,
-            'controller.quorum.voters': self.cluster.voters(),
-            'listeners': 'PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d'
-                         % (self.port, self.controller_port),
-            'advertised.listeners': 'PLAINTEXT://%s' % (
-                self.cluster.advertised.get(self.node_id, self.address)),
-            'controller.listener.names': 'CONTROLLER',
-            'inter.broker.listener.name': 'PLAINTEXT',
-            'listener.security.protocol.map':
-                'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+        advertised = 'PLAINTEXT://%s' % (
+            self.cluster.advertised.get(self.node_id, self.address))
+        if self.cluster.zookeeper is not None:
+            props = {
+                'broker.id': self.node_id,
+                'zookeeper.connect': self.cluster.zookeeper_connect,
+                'listeners': 'PLAINTEXT://127.0.0.1:%d' % self.port,
+                'advertised.listeners': advertised,
+            }
+        else:
+            props = {
+                'process.roles': 'broker,controller',
+                'node.id': self.node_id,
+                'controller.quorum.voters': self.cluster.voters(),
+                'listeners': 'PLAINTEXT://127.0.0.1:%d,'
+                             'CONTROLLER://127.0.0.1:%d'
+                             % (self.port, self.controller_port),
+                'advertised.listeners': advertised,
+                'controller.listener.names': 'CONTROLLER',
+                'inter.broker.listener.name': 'PLAINTEXT',
+                'listener.security.protocol.map':
+                    'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+                'share.coordinator.state.topic.replication.factor': replicas,
+                'share.coordinator.state.topic.min.isr': 1,
+            }
+        props.update({
             'log.dirs': str(self.dir / 'data'),
             'num.partitions': 1,
             'default.replication.factor': replicas,
@@ -148,8 +287,6 @@ class BrokerNode:
             'transaction.state.log.replication.factor': replicas,
             'transaction.state.log.min.isr': 1,
             'transaction.state.log.num.partitions': 5,
-            'share.coordinator.state.topic.replication.factor': replicas,
-            'share.coordinator.state.topic.min.isr': 1,
             # Tests create their topics; an unknown topic must stay unknown.
             'auto.create.topics.enable': 'false',
             'group.initial.rebalance.delay.ms': 0,
@@ -157,7 +294,7 @@ class BrokerNode:
             'num.network.threads': 2,
             'num.io.threads': 4,
             'log.retention.check.interval.ms': 600000,
-        }
+        })
         if self.secure_ports:
             extra = ''.join(',%s://127.0.0.1:%d' % item
                             for item in self.secure_ports.items())
@@ -199,55 +336,9 @@ class BrokerNode:
         if self.running():
             return
         config = self.write_config()
-        log = open(self.log_path, 'ab')
-        try:
-            self.process = subprocess.Popen(
-                self.cluster.java_command('kafka.Kafka') + [str(config)],
-                stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                # The kernel ties the parent-death signal to the *thread*
-                # that forked: a broker restarted from a helper thread
-                # would die with that thread.
-                preexec_fn=(_die_with_parent if threading.current_thread()
-                            is threading.main_thread() else None))
-        finally:
-            log.close()
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: the broker gets no chance to shut down cleanly."""
-        if self.running():
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Controlled shutdown, then SIGKILL once the deadline has passed."""
-        if not self.running():
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def pause(self) -> None:
-        """SIGSTOP: the broker stays connected but answers nothing."""
-        if self.running():
-            self.process.send_signal(signal.SIGSTOP)
-
-    def unpause(self) -> None:
-        if self.running():
-            self.process.send_signal(signal.SIGCONT)
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log_path.read_text(errors='replace')
-        except FileNotFoundError:
-            return '(no log at %s)' % self.log_path
-        return '\n'.join(text.splitlines()[-lines:])
+        self.process = _start_jvm(
+            self.cluster.java_command('kafka.Kafka') + [str(config)],
+            self.log_path)
 
 
 class KafkaCluster:
@@ -260,13 +351,23 @@ class KafkaCluster:
     :param heap: JVM heap per node.
     :param secure: also listen with TLS (``SSL``), SASL/SCRAM over TLS
         (``SASL_SSL``) and mutual TLS (``MTLS``); see ``kafka_tls``.
+    :param version: the Apache Kafka release to run.
+    :param zookeeper: run the brokers in ZooKeeper mode, with a ZooKeeper
+        of their own (Kafka 3.x only), their metadata and the offsets of
+        old clients below ``chroot``.
     """
 
     def __init__(self, size: int = 1, workdir: str | None = None,
                  broker_properties: dict | None = None, heap: str = '512m',
                  jar_dir: pathlib.Path | None = None,
-                 keep_workdir: bool = False, secure: bool = False):
-        self.jar_dir = fetch_jars(jar_dir)
+                 keep_workdir: bool = False, secure: bool = False,
+                 version: str = KAFKA_VERSION, zookeeper: bool = False,
+                 chroot: str = '/kafka'):
+        if zookeeper and (secure or int(version.split('.')[0]) >= 4):
+            raise BrokerError('ZooKeeper mode is for Kafka 3.x, without the '
+                              'secured listeners; got %s' % version)
+        self.version = version
+        self.jar_dir = fetch_jars(jar_dir, version)
         self.owns_workdir = workdir is None and not keep_workdir
         self.workdir = pathlib.Path(
             workdir or tempfile.mkdtemp(prefix='monasca-kafka-'))
@@ -280,12 +381,20 @@ class KafkaCluster:
             else:  # run as a script, from its own directory
                 import kafka_tls
             self.tls = kafka_tls.TestTLS(self.workdir / 'tls')
+        self.zookeeper = ZooKeeperNode(self) if zookeeper else None
+        self.chroot = chroot
         self.nodes: list[BrokerNode] = []
         self.nodes.extend(BrokerNode(self, i + 1) for i in range(size))
         self.cluster_id = str(uuid.uuid4())
 
-    def java_command(self, main_class: str) -> list:
-        return ['java', '-Xms%s' % self.heap, '-Xmx%s' % self.heap,
+    @property
+    def zookeeper_connect(self) -> str:
+        """``host:port/chroot``: where the brokers keep their metadata."""
+        return self.zookeeper.address + self.chroot
+
+    def java_command(self, main_class: str, heap: str | None = None) -> list:
+        heap = heap or self.heap
+        return ['java', '-Xms%s' % heap, '-Xmx%s' % heap,
                 '-XX:+UseG1GC', '-Djava.awt.headless=true',
                 '-Dlog4j2.configurationFile=%s' % LOG4J_CONFIG,
                 '-cp', str(self.jar_dir / '*'), main_class]
@@ -302,11 +411,15 @@ class KafkaCluster:
         return self.nodes[node_id - 1]
 
     def start(self, timeout: float = READY_TIMEOUT) -> 'KafkaCluster':
-        for node in self.nodes:
-            node.format(_kraft_cluster_id(self.cluster_id))
-        for node in self.nodes:
-            node.start()
         try:
+            if self.zookeeper is not None:
+                self.zookeeper.start()
+                self.zookeeper.wait_ready(timeout)
+            else:
+                for node in self.nodes:
+                    node.format(_kraft_cluster_id(self.cluster_id))
+            for node in self.nodes:
+                node.start()
             self.wait_ready(timeout)
         except BaseException:
             self.stop()
@@ -355,15 +468,24 @@ class KafkaCluster:
         deadline = time.monotonic() + STOP_TIMEOUT
         for node in self.nodes:
             node.stop(max(0.1, deadline - time.monotonic()))
+        if self.zookeeper is not None:
+            self.zookeeper.stop(max(0.1, deadline - time.monotonic()))
         if self.owns_workdir:
             # Keep the logs (a failing run prints them); drop the data.
             for node in self.nodes:
                 shutil.rmtree(node.dir / 'data', ignore_errors=True)
+            if self.zookeeper is not None:
+                shutil.rmtree(self.zookeeper.dir / 'data',
+                              ignore_errors=True)
 
     def log_tail(self, lines: int = 60) -> str:
-        return '\n'.join('--- node %d (%s) ---\n%s'
-                         % (n.node_id, n.log_path, n.log_tail(lines))
-                         for n in self.nodes)
+        tails = ['--- node %d (%s) ---\n%s'
+                 % (n.node_id, n.log_path, n.log_tail(lines))
+                 for n in self.nodes]
+        if self.zookeeper is not None:
+            tails.append('--- zookeeper (%s) ---\n%s' % (
+                self.zookeeper.log_path, self.zookeeper.log_tail(lines)))
+        return '\n'.join(tails)
 
     def __enter__(self) -> 'KafkaCluster':
         return self.start()
@@ -381,23 +503,34 @@ def _kraft_cluster_id(value: str) -> str:
 def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
-    sub.add_parser('fetch', help='fetch the broker jars into the cache')
+    fetch = sub.add_parser('fetch', help='fetch the broker jars into the '
+                                         'cache')
+    fetch.add_argument('--version', action='append',
+                       help='a Kafka release (repeatable; default %s)'
+                            % KAFKA_VERSION)
     start = sub.add_parser('start', help='run a cluster until interrupted')
     start.add_argument('--brokers', type=int, default=1)
     start.add_argument('--workdir')
+    start.add_argument('--version', default=KAFKA_VERSION)
+    start.add_argument('--zookeeper', action='store_true',
+                       help='ZooKeeper mode (Kafka 3.x), with a ZooKeeper')
     args = parser.parse_args(argv)
 
     if args.command == 'fetch':
-        print(fetch_jars())
+        for version in args.version or [KAFKA_VERSION]:
+            print(fetch_jars(version=version))
         return 0
     cluster = KafkaCluster(args.brokers, workdir=args.workdir,
-                           keep_workdir=bool(args.workdir))
+                           keep_workdir=bool(args.workdir),
+                           version=args.version, zookeeper=args.zookeeper)
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     try:
         cluster.start()
         print('KAFKA_BOOTSTRAP_SERVERS=%s' % cluster.bootstrap_servers,
               flush=True)
+        if cluster.zookeeper is not None:
+            print('ZOOKEEPER=%s' % cluster.zookeeper_connect, flush=True)
         print('logs: %s' % cluster.workdir, flush=True)
         while not stop:
             time.sleep(0.5)
