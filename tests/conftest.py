@@ -14,7 +14,14 @@
 
 The session's broker is started here (``tools/kafka_broker.py``) unless
 ``KAFKA_BOOTSTRAP_SERVERS`` names an existing one; tests that stop or kill
-the broker then skip, since they cannot control it.
+the broker then skip, since they cannot control it. It is Kafka 4.3.1 in
+KRaft mode, or, with ``--kafka-version 3.9.1``, the old world: Kafka 3.9.1
+in ZooKeeper mode, as older Monasca deployments run it (``-m compat``
+selects the tests that run there too).
+
+``old_world`` is that old world for the upgrade tests, beside the session's
+broker when that one is not it, and ``legacy_python`` the python of a venv
+holding the old client (monasca-common 3.8.0).
 """
 
 import os
@@ -26,8 +33,25 @@ import pytest
 
 from tests import waiting
 from tools import kafka_broker
+from tools import legacy_client
 
 _started_clusters = []
+
+#: The old world's broker. Inter-broker protocol 2.8 lets a topic keep the
+#: message format 0.9.0 (``OLD_CLIENT_TOPIC``) that the old client's
+#: Fetch v0 decoder reads whole; every other topic keeps format v2, which
+#: idempotent producers need.
+OLD_WORLD_VERSION = '3.9.1'
+OLD_WORLD_BROKER = {'inter.broker.protocol.version': '2.8',
+                    'log.message.format.version': '2.8'}
+OLD_CLIENT_TOPIC = {'message.format.version': '0.9.0'}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        '--kafka-version', default=kafka_broker.KAFKA_VERSION,
+        help='the Apache Kafka release the session broker runs; a 3.x one '
+             'runs in ZooKeeper mode, as the old world (default %(default)s)')
 
 
 def pytest_configure(config):
@@ -35,6 +59,21 @@ def pytest_configure(config):
         'markers', 'integration: runs against a real Apache Kafka broker')
     config.addinivalue_line(
         'markers', 'faults: stops, kills or isolates brokers')
+    config.addinivalue_line(
+        'markers', 'compat: core behaviour, run again on the old world '
+                   '(--kafka-version 3.9.1 -m compat)')
+    config.addinivalue_line(
+        'markers', 'upgrade: the old client, ZooKeeper and the migration')
+
+
+def _start_cluster(version):
+    old = int(version.split('.')[0]) < 4
+    cluster = kafka_broker.KafkaCluster(
+        1, version=version, zookeeper=old,
+        broker_properties=OLD_WORLD_BROKER if old else None)
+    _started_clusters.append(cluster)
+    cluster.start()
+    return cluster
 
 
 class ExternalKafka:
@@ -49,18 +88,39 @@ class ExternalKafka:
 
 
 @pytest.fixture(scope='session')
-def kafka():
+def kafka(request):
     servers = os.environ.get('KAFKA_BOOTSTRAP_SERVERS')
     if servers:
         yield ExternalKafka(servers)
         return
-    cluster = kafka_broker.KafkaCluster(1)
-    _started_clusters.append(cluster)
-    cluster.start()
+    cluster = _start_cluster(request.config.getoption('--kafka-version'))
     try:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope='session')
+def old_world(request):
+    """Kafka 3.9.1 in ZooKeeper mode, with its ZooKeeper.
+
+    The session's broker when it is that, else one started beside it.
+    """
+    if request.config.getoption('--kafka-version') == OLD_WORLD_VERSION \
+            and not os.environ.get('KAFKA_BOOTSTRAP_SERVERS'):
+        yield request.getfixturevalue('kafka')
+        return
+    cluster = _start_cluster(OLD_WORLD_VERSION)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope='session')
+def legacy_python():
+    """The python of a venv holding the old client (monasca-common 3.8.0)."""
+    return str(legacy_client.install())
 
 
 @pytest.fixture

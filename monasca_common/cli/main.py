@@ -10,8 +10,11 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""``monasca-kafka``: produce, consume, check, show lag, benchmark, and
-show the clients' metrics live.
+"""``monasca-kafka``: Kafka from the shell, through this library.
+
+Produce, consume, check, show lag, benchmark, show the clients' metrics
+live, and move the old client's offsets out of ZooKeeper
+(``migrate-offsets``).
 
 With no ``--bootstrap-servers``, ``bench`` runs on librdkafka's embedded
 mock cluster, so it needs nothing but this package. ``--config-file`` reads
@@ -286,6 +289,49 @@ def cmd_lag(args) -> int:
     return 0
 
 
+def cmd_migrate_offsets(args) -> int:
+    # Exit 0: moved (or, dry, would be); 1: refused; 2 (from main):
+    # unreachable or bad input.
+    from monasca_common.confluent_kafka import errors
+    from monasca_common.kafka import admin
+    with admin.KafkaAdmin(args.bootstrap_servers, args.timeout) as kafka:
+        try:
+            migration = kafka.migrate_zookeeper_offsets(
+                args.group, args.zookeeper, args.topic or None,
+                dry_run=args.dry_run, force=args.force, reverse=args.reverse)
+        except errors.MigrationRefusedError as exc:
+            migration = exc.migration
+    if args.json:
+        print(json.dumps(migration.as_dict(), indent=2))
+    else:
+        _print_migration(migration)
+    return 1 if migration.refused else 0
+
+
+def _print_migration(migration) -> None:
+    line = '%-24s %9s %10s %10s %10s %10s  %-14s %s'
+    print(line % ('TOPIC', 'PARTITION', 'ZOOKEEPER', 'KAFKA', 'LOG-START',
+                  'LOG-END', 'ACTION', 'NOTE'))
+    for row in migration.rows:
+        print(line % tuple(
+            ['-' if v is None else v for v in row[:6]] +
+            ['%s %d' % (row.action, row.offset) if row.offset is not None
+             else row.action, row.reason]))
+    source, target = (('ZooKeeper', 'Kafka') if migration.direction ==
+                      'zookeeper-to-kafka' else ('Kafka', 'ZooKeeper'))
+    count = len(migration.writes)
+    if migration.refused:
+        print('refused, nothing written:', file=sys.stderr)
+        for reason in migration.reasons():
+            print('  ' + reason, file=sys.stderr)
+    elif migration.dry_run:
+        print('dry run: would write %d offset(s) of group %s from %s to %s'
+              % (count, migration.group, source, target))
+    else:
+        print('wrote %d offset(s) of group %s from %s to %s'
+              % (count, migration.group, source, target))
+
+
 def apply_client_settings(config_files: list[str],
                           properties: list[str]) -> None:
     """Apply ``[kafka_client]`` and ``-X`` properties to every client.
@@ -411,6 +457,30 @@ def parser() -> argparse.ArgumentParser:
     lag.add_argument('--json', action='store_true')
     lag.add_argument('--timeout', type=float, default=10)
     lag.set_defaults(func=cmd_lag)
+
+    m = sub.add_parser(
+        'migrate-offsets',
+        help="move a group's offsets from ZooKeeper (the old client's) "
+             'to Kafka, or back; exit 0 done, 1 refused, 2 unreachable or '
+             'bad input')
+    m.add_argument('--bootstrap-servers', '-b', required=True)
+    m.add_argument('--zookeeper', '-z', required=True,
+                   metavar='HOST:PORT[/CHROOT]',
+                   help="the brokers' zookeeper.connect, chroot included")
+    m.add_argument('group')
+    m.add_argument('topic', nargs='*',
+                   help='topics to move (default: every topic the group '
+                        'has in the source)')
+    m.add_argument('--dry-run', action='store_true',
+                   help='print what would be done; write nothing')
+    m.add_argument('--force', action='store_true',
+                   help='write over offsets the target holds already')
+    m.add_argument('--reverse', action='store_true',
+                   help="write the group's Kafka offsets back into "
+                        'ZooKeeper (rollback to the old client)')
+    m.add_argument('--json', action='store_true')
+    m.add_argument('--timeout', type=float, default=10)
+    m.set_defaults(func=cmd_migrate_offsets)
     return top
 
 

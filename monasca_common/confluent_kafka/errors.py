@@ -26,6 +26,9 @@ what the new producer raises::
      +-- KafkaTimeoutError (TimeoutError) kafka_lib: same name
      +-- UnknownTopicError (LookupError)
      |                 kafka_lib: UnknownTopicOrPartitionError
+     +-- UnknownGroupError (LookupError)
+     +-- ZooKeeperUnavailableError
+     +-- MigrationRefusedError
      +-- PublishError                     kafka_lib: FailedPayloadsError
      |    +-- InvalidMessageError (ValueError)
      |    +-- QueueFullError (BufferError)
@@ -82,6 +85,27 @@ class KafkaTimeoutError(KafkaClientError, TimeoutError):
 
 class UnknownTopicError(KafkaClientError, LookupError):
     """Kafka has no such topic, or the topic no such partition."""
+
+
+class UnknownGroupError(KafkaClientError, LookupError):
+    """The consumer group has no offsets where they were looked for."""
+
+
+class ZooKeeperUnavailableError(KafkaClientError):
+    """ZooKeeper (where the old client kept its offsets) did not answer."""
+
+
+class MigrationRefusedError(KafkaClientError):
+    """An offset migration found a reason not to write anything.
+
+    :ivar migration: the :class:`~monasca_common.kafka.upgrade.Migration`
+        that was planned, each refused partition with its reason, and the
+        group-wide reasons in ``migration.refusals``.
+    """
+
+    def __init__(self, message: str, migration: typing.Any = None):
+        super().__init__(message)
+        self.migration = migration
 
 
 class PublishError(KafkaClientError):

@@ -46,10 +46,13 @@ from monasca_common.confluent_kafka.errors import KafkaClientError
 from monasca_common.confluent_kafka.errors import KafkaTimeoutError
 from monasca_common.confluent_kafka.errors import KafkaUnavailableError
 from monasca_common.confluent_kafka.errors import LeaderNotAvailableError
+from monasca_common.confluent_kafka.errors import MigrationRefusedError
 from monasca_common.confluent_kafka.errors import PublishError
 from monasca_common.confluent_kafka.errors import PublishUnavailableError
 from monasca_common.confluent_kafka.errors import QueueFullError
+from monasca_common.confluent_kafka.errors import UnknownGroupError
 from monasca_common.confluent_kafka.errors import UnknownTopicError
+from monasca_common.confluent_kafka.errors import ZooKeeperUnavailableError
 from monasca_common.confluent_kafka.producer import FailedMessage
 from monasca_common.confluent_kafka.producer import KafkaProducer
 from monasca_common.confluent_kafka.producer import PublishResult
@@ -63,6 +66,7 @@ __all__ = [
     'ForkedClientError', 'InvalidMessageError', 'KafkaAdmin',
     'KafkaClientError', 'KafkaConsumer', 'KafkaProducer',
     'KafkaTimeoutError', 'KafkaUnavailableError', 'LeaderNotAvailableError',
-    'PublishError', 'PublishResult', 'PublishUnavailableError',
-    'QueueFullError', 'StatsdReporter', 'UnknownTopicError',
+    'MigrationRefusedError', 'PublishError', 'PublishResult',
+    'PublishUnavailableError', 'QueueFullError', 'StatsdReporter',
+    'UnknownGroupError', 'UnknownTopicError', 'ZooKeeperUnavailableError',
 ]

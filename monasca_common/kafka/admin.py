@@ -44,6 +44,9 @@ from monasca_common.confluent_kafka import _client
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
 
+if typing.TYPE_CHECKING:
+    from monasca_common.kafka import upgrade
+
 #: A partition's metadata, as Kafka describes it.
 PartitionInfo = typing.NamedTuple('PartitionInfo', [
     ('partition', int), ('leader', int), ('replicas', list), ('isr', list),
@@ -69,6 +72,13 @@ class PartitionLag(typing.NamedTuple):
     start: int
     end: int
     lag: int
+
+
+class GroupMember(typing.NamedTuple):
+    """A live member of a consumer group, as Kafka describes it."""
+    member_id: str
+    client_id: str
+    host: str
 
 
 #: {(topic, partition): spec}, and the answers: an offset or an error.
@@ -404,16 +414,22 @@ class KafkaAdmin:
             offsets = {k: v for k, v in offsets.items() if v is not None}
         return offsets
 
+    def _group_client(self, group: str, **extra: typing.Any
+                      ) -> confluent_kafka.Consumer:
+        # A consumer that never subscribes reads and writes the group's
+        # offsets and never joins. Not the admin API's offset calls:
+        # librdkafka crashes the process when its coordinator answers
+        # NOT_COORDINATOR, as one does while the cluster restarts
+        # (librdkafka issue 5040).
+        config = dict(self._config)
+        config.update({'group.id': group, 'enable.auto.commit': False},
+                      **extra)
+        return _client.create(confluent_kafka.Consumer, config)
+
     def _committed(self, group: str, wanted: list[tuple[str, int]],
                    deadline: float) -> dict[tuple[str, int], int | None]:
-        # A consumer that never subscribes fetches them and never joins.
-        # Not the admin API's ListConsumerGroupOffsets: librdkafka crashes
-        # the process when its coordinator answers NOT_COORDINATOR, as
-        # one does while the cluster restarts (librdkafka issue 5040).
-        config = dict(self._config)
-        config.update({'group.id': group, 'enable.auto.commit': False})
         what = 'committed offsets of group %s' % group
-        reader = _client.create(confluent_kafka.Consumer, config)
+        reader = self._group_client(group)
         partitions = [confluent_kafka.TopicPartition(*key) for key in wanted]
         try:
             answer = self._ask(
@@ -429,6 +445,106 @@ class KafkaAdmin:
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0
                                            else None)
                 for tp in answer}
+
+    def group_members(self, group: str, timeout: float | None = None
+                      ) -> list[GroupMember]:
+        """The group's live members: [] for an empty or unknown group."""
+        group = kafka_config.check_group_id(group)
+        deadline = self._deadline(timeout)
+        with self._lock:
+            futures = self._call(
+                lambda client, left: client.describe_consumer_groups(
+                    [group], request_timeout=left),
+                'members of group %s' % group, deadline)
+        try:
+            described = futures[group].result()
+        except confluent_kafka.KafkaException as exc:
+            raise errors.KafkaClientError('members of group %s: %s' % (
+                group, exc.args[0].str())) from None
+        return [GroupMember(m.member_id, m.client_id, m.host)
+                for m in described.members]
+
+    def commit_offsets(self, group: str,
+                       offsets: collections.abc.Mapping[tuple[str, int], int],
+                       timeout: float | None = None) -> None:
+        """Commit ``{(topic, partition): offset}`` as ``group``'s offsets.
+
+        Without joining the group: Kafka takes such a commit only while
+        the group has no live member, and refuses it otherwise.
+
+        :raises CommitFailedError: Kafka refused the commit; its
+            ``partitions`` name each refused partition and the error.
+        """
+        group = kafka_config.check_group_id(group)
+        for (topic, partition), offset in offsets.items():
+            if not isinstance(offset, int) or isinstance(offset, bool) or \
+                    offset < 0:
+                raise errors.ConfigurationError(
+                    'offset for %s[%s] must be a non-negative int, got %r'
+                    % (topic, partition, offset))
+        if not offsets:
+            return
+        deadline = self._deadline(timeout)
+        answers: list = []
+        what = 'commit of group %s' % group
+        with self._lock:
+            seen = self._down_reports
+            writer = self._group_client(
+                group, on_commit=lambda err, tps: answers.append((err, tps)))
+            try:
+                # Asynchronous, so that the wait keeps its deadline and
+                # notices a cluster that went away.
+                writer.commit(offsets=[
+                    confluent_kafka.TopicPartition(topic, partition, offset)
+                    for (topic, partition), offset in offsets.items()],
+                    asynchronous=True)
+                while not answers:
+                    if time.monotonic() >= deadline:
+                        raise errors.KafkaTimeoutError(
+                            'Kafka at %s did not answer in time (%s)'
+                            % (self.bootstrap_servers, what))
+                    writer.poll(_SLICE)
+                    if self._all_down and self._down_reports > seen:
+                        self._raise_unavailable(what)
+            finally:
+                writer.close()
+        err, partitions = answers[0]
+        failed = [(tp.topic, tp.partition, tp.offset, tp.error)
+                  for tp in partitions or () if tp.error is not None]
+        if err is not None or failed:
+            raise errors.CommitFailedError(
+                '%s refused: %s' % (what, (err or failed[0][3]).str()),
+                failed)
+
+    def migrate_zookeeper_offsets(
+            self, group: str, zookeeper: str,
+            topics: collections.abc.Iterable[str] | None = None,
+            dry_run: bool = False, force: bool = False,
+            reverse: bool = False, timeout: float | None = None
+    ) -> 'upgrade.Migration':
+        """Move the old client's offsets of ``group`` out of ZooKeeper.
+
+        Reads ``/consumers/<group>/offsets`` below ``zookeeper``
+        (``HOST:PORT[/chroot]``, the brokers' ``zookeeper.connect``), of
+        ``topics`` or of every topic the group has there, checks each
+        offset against its partition's log, and commits them as the
+        group's Kafka offsets without joining it. ``reverse=True`` writes
+        the group's Kafka offsets back into ZooKeeper (a rollback).
+        ``dry_run`` plans and writes nothing. See
+        :mod:`monasca_common.kafka.upgrade` for the rules.
+
+        :returns: the :class:`~monasca_common.kafka.upgrade.Migration`,
+            one row per partition.
+        :raises MigrationRefusedError: the group has live members, an
+            offset is past its log end, or the target holds another offset
+            (``force`` overrides that one); nothing was written.
+        :raises UnknownGroupError: the source holds no offset of the group.
+        :raises ZooKeeperUnavailableError: ZooKeeper did not answer.
+        :raises ConfigurationError: a malformed address or chroot.
+        """
+        from monasca_common.kafka import upgrade
+        return upgrade.migrate(self, group, zookeeper, topics, dry_run,
+                               force, reverse, timeout)
 
     def group_lag(self, group: str, topic: str | None = None,
                   timeout: float | None = None) -> list[PartitionLag]:

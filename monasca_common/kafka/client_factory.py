@@ -46,7 +46,9 @@ def get_kafka_consumer(kafka_url, kafka_consumer_group, kafka_topic,
     """
     if zookeeper_url or zookeeper_path:
         _deprecated_once('zookeeper_url and zookeeper_path are ignored: '
-                         'Kafka manages consumer groups itself')
+                         'Kafka manages consumer groups itself; offsets '
+                         'the old client kept in ZooKeeper move once with '
+                         'monasca-kafka migrate-offsets')
     if use_legacy_client:
         _deprecated_once('use_legacy_client=True is ignored: the legacy '
                          'Kafka client was removed; using the new client')

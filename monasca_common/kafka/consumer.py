@@ -37,7 +37,9 @@ class KafkaConsumer(consumer.KafkaConsumer):
         """
         if zookeeper_url or zookeeper_path:
             warnings.warn('zookeeper_url and zookeeper_path are ignored: '
-                          'Kafka manages consumer groups itself',
+                          'Kafka manages consumer groups itself; offsets '
+                          'the old client kept in ZooKeeper move once with '
+                          'monasca-kafka migrate-offsets',
                           DeprecationWarning, stacklevel=2)
         super().__init__(kafka_url, group, topic,
                          repartition_callback=repartition_callback,
