@@ -58,6 +58,7 @@ KAFKA_VERSION = re.search(r'<kafka.version>([^<]+)<', POM.read_text()).group(1)
 COMPLETE_MARKER = '.complete'
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
+ZOOKEEPER_SESSION_MS = 3000
 
 
 class BrokerError(RuntimeError):
@@ -204,6 +205,7 @@ class ZooKeeperNode(_Jvm):
         config.write_text(
             'dataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n'
             'admin.enableServer=false\ntickTime=500\nmaxClientCnxns=0\n'
+            '4lw.commands.whitelist=dump,ruok\n'
             % (self.dir / 'data', self.port))
         self.process = _start_jvm(
             self.cluster.java_command(
@@ -212,7 +214,7 @@ class ZooKeeperNode(_Jvm):
             self.log_path)
 
     def wait_ready(self, timeout: float) -> None:
-        """Until ZooKeeper accepts a connection (it then serves at once)."""
+        """Until ZooKeeper answers ``ruok`` with ``imok``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.running():
@@ -220,13 +222,44 @@ class ZooKeeperNode(_Jvm):
                                   'log tail:\n%s' % (
                                       self.process.returncode,
                                       self.log_tail()))
-            try:
-                with socket.create_connection(('127.0.0.1', self.port), 1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise BrokerError('ZooKeeper not listening on %s within %.0f s'
+            if self.ask('ruok') == 'imok':
+                return
+            time.sleep(0.1)
+        raise BrokerError('ZooKeeper not serving on %s within %.0f s'
                           % (self.address, timeout))
+
+    def ask(self, command: str) -> str:
+        """A four-letter command's answer; '' when none came."""
+        chunks = []
+        try:
+            with socket.create_connection(('127.0.0.1', self.port),
+                                          2) as conn:
+                conn.sendall(command.encode())
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+        except OSError:
+            return ''
+        return b''.join(chunks).decode(errors='replace')
+
+    def ephemeral_paths(self) -> str:
+        """ZooKeeper's ``dump``: the live sessions and their nodes."""
+        return self.ask('dump')
+
+    def wait_released(self, path: str, timeout: float) -> None:
+        """Wait until no session holds ``path``.
+
+        A killed broker's registration lives until its session expires,
+        and a broker started before then finds its id taken and exits.
+        """
+        deadline = time.monotonic() + timeout
+        while path in self.ephemeral_paths().split():
+            if time.monotonic() >= deadline:
+                raise BrokerError('%s still registered after %.0f s'
+                                  % (path, timeout))
+            time.sleep(0.2)
 
 
 class BrokerNode(_Jvm):
@@ -258,6 +291,8 @@ class BrokerNode(_Jvm):
             props = {
                 'broker.id': self.node_id,
                 'zookeeper.connect': self.cluster.zookeeper_connect,
+                # A killed broker's registration expires with its session.
+                'zookeeper.session.timeout.ms': ZOOKEEPER_SESSION_MS,
                 'listeners': 'PLAINTEXT://127.0.0.1:%d' % self.port,
                 'advertised.listeners': advertised,
             }
@@ -336,6 +371,10 @@ class BrokerNode(_Jvm):
         if self.running():
             return
         config = self.write_config()
+        if self.cluster.zookeeper is not None:
+            self.cluster.zookeeper.wait_released(
+                '%s/brokers/ids/%d' % (self.cluster.chroot, self.node_id),
+                READY_TIMEOUT)
         self.process = _start_jvm(
             self.cluster.java_command('kafka.Kafka') + [str(config)],
             self.log_path)
