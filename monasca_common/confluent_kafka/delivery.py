@@ -135,7 +135,8 @@ class PublishResult:
                     errors.LeaderNotAvailableError
             else:
                 cls = errors.DeliveryFailedError
-            first = self.failed[0].error.str() if self.failed else 'queue full'
+            first = (errors.explain(self.failed[0].error) if self.failed
+                     else 'queue full')
             raise cls('%d of %d messages to topic %r were not delivered '
                       '(first error: %s)'
                       % (len(self.failed) + self.not_queued,
@@ -185,7 +186,7 @@ class FailureLog:
         key = (topic, err.code())
         if key not in self._burst:
             LOG.error('Kafka delivery to topic %s failed: %s', topic,
-                      err.str())
+                      errors.explain(err))
         self._burst[key] += 1
 
     def summarise(self, force: bool = False) -> None:

@@ -59,6 +59,22 @@ class FailedMessage(typing.NamedTuple):
     error: confluent_kafka.KafkaError
 
 
+_HINTS = {
+    confluent_kafka.KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT:
+        'the topic keeps a message format older than v2 (its '
+        'message.format.version is below 0.11, as topics read by the legacy '
+        'client were kept), which an idempotent producer cannot write: '
+        'remove that setting once no legacy client reads the topic, or set '
+        'enable.idempotence=false',
+}
+
+
+def explain(err: confluent_kafka.KafkaError) -> str:
+    """librdkafka's text for ``err``, and what to do where that is known."""
+    hint = _HINTS.get(err.code())
+    return err.str() if hint is None else '%s: %s' % (err.str(), hint)
+
+
 class KafkaClientError(Exception):
     """Base of every error raised by the Kafka clients."""
 

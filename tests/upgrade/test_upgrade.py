@@ -379,3 +379,28 @@ def test_unknown_group_and_zookeeper_down_exit_2_with_the_cause(world,
     done = migrate_cli(world, group, '--zookeeper', 'localhost:2181/kafka/')
     assert done.returncode == 2
     assert 'malformed chroot' in done.stderr
+
+
+# -- what the old world's topics mean for the new producer --------------------
+
+def test_a_topic_kept_in_the_old_message_format_is_named_when_refused(
+        world):
+    """The idempotent producer cannot write message format v0/v1.
+
+    The publish fails at once with the reason and what to do; other
+    topics of the same producer are not affected, and a producer with
+    ``enable.idempotence=false`` writes the old topic.
+    """
+    old, current = old_topic(world, partitions=1), new_topic(world)
+    with kafka.KafkaProducer(world.bootstrap_servers) as producer:
+        with pytest.raises(kafka.DeliveryFailedError) as failed:
+            producer.publish(old, ['a', 'b'], sync=True, timeout=30)
+        assert 'message.format.version' in str(failed.value)
+        assert 'enable.idempotence=false' in str(failed.value)
+        assert len(failed.value.failed) == 2
+        assert producer.publish(current, ['a'], sync=True,
+                                timeout=30).failed == []
+    with kafka.KafkaProducer(world.bootstrap_servers,
+                             **{'enable.idempotence': False}) as plain:
+        assert plain.publish(old, ['a', 'b'], sync=True,
+                             timeout=30).failed == []
