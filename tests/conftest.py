@@ -100,6 +100,14 @@ def kafka(request):
         cluster.stop()
 
 
+@pytest.fixture
+def broker_version(kafka):
+    """(major, minor) of the session broker; None for one not started here."""
+    version = getattr(kafka, 'version', None)
+    return None if version is None else tuple(
+        int(x) for x in version.split('.')[:2])
+
+
 @pytest.fixture(scope='session')
 def old_world(request):
     """Kafka 3.9.1 in ZooKeeper mode, with its ZooKeeper.

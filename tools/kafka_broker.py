@@ -58,7 +58,7 @@ KAFKA_VERSION = re.search(r'<kafka.version>([^<]+)<', POM.read_text()).group(1)
 COMPLETE_MARKER = '.complete'
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
-ZOOKEEPER_SESSION_MS = 3000
+ZOOKEEPER_SESSION_MS = 6000
 
 
 class BrokerError(RuntimeError):

@@ -298,7 +298,8 @@ def cmd_migrate_offsets(args) -> int:
         try:
             migration = kafka.migrate_zookeeper_offsets(
                 args.group, args.zookeeper, args.topic or None,
-                dry_run=args.dry_run, force=args.force, reverse=args.reverse)
+                dry_run=args.dry_run, force=args.force, reverse=args.reverse,
+                partitioner_paths=args.partitioner_path)
         except errors.MigrationRefusedError as exc:
             migration = exc.migration
     if args.json:
@@ -478,6 +479,10 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument('--reverse', action='store_true',
                    help="write the group's Kafka offsets back into "
                         'ZooKeeper (rollback to the old client)')
+    m.add_argument('--partitioner-path', action='append', default=[],
+                   metavar='PATH',
+                   help="an old service's zookeeper_path (repeatable): "
+                        'refuse while an old instance still holds it')
     m.add_argument('--json', action='store_true')
     m.add_argument('--timeout', type=float, default=10)
     m.set_defaults(func=cmd_migrate_offsets)

@@ -520,7 +520,8 @@ class KafkaAdmin:
             self, group: str, zookeeper: str,
             topics: collections.abc.Iterable[str] | None = None,
             dry_run: bool = False, force: bool = False,
-            reverse: bool = False, timeout: float | None = None
+            reverse: bool = False, timeout: float | None = None,
+            partitioner_paths: collections.abc.Iterable[str] = ()
     ) -> 'upgrade.Migration':
         """Move the old client's offsets of ``group`` out of ZooKeeper.
 
@@ -530,21 +531,24 @@ class KafkaAdmin:
         offset against its partition's log, and commits them as the
         group's Kafka offsets without joining it. ``reverse=True`` writes
         the group's Kafka offsets back into ZooKeeper (a rollback).
-        ``dry_run`` plans and writes nothing. See
+        ``dry_run`` plans and writes nothing. ``partitioner_paths`` are
+        the old services' ``zookeeper_path`` values: an old instance still
+        holding one refuses the migration. See
         :mod:`monasca_common.kafka.upgrade` for the rules.
 
         :returns: the :class:`~monasca_common.kafka.upgrade.Migration`,
             one row per partition.
-        :raises MigrationRefusedError: the group has live members, an
-            offset is past its log end, or the target holds another offset
-            (``force`` overrides that one); nothing was written.
+        :raises MigrationRefusedError: the group has live members (in
+            Kafka, or old instances at ``partitioner_paths``), an offset is
+            past its log end, or the target holds another offset (``force``
+            overrides that one); nothing was written.
         :raises UnknownGroupError: the source holds no offset of the group.
         :raises ZooKeeperUnavailableError: ZooKeeper did not answer.
         :raises ConfigurationError: a malformed address or chroot.
         """
         from monasca_common.kafka import upgrade
         return upgrade.migrate(self, group, zookeeper, topics, dry_run,
-                               force, reverse, timeout)
+                               force, reverse, timeout, partitioner_paths)
 
     def group_lag(self, group: str, topic: str | None = None,
                   timeout: float | None = None) -> list[PartitionLag]:

@@ -224,14 +224,19 @@ def parse_zookeeper(address: str) -> tuple[str, str]:
     chroot = ''
     if slash:
         chroot = '/' + path
-        segments = path.split('/')
-        if not path or any(not _CHROOT_SEGMENT.match(s) or s in ('.', '..')
-                           for s in segments):
+        if not _is_path(chroot):
             raise errors.ConfigurationError(
                 'zookeeper: malformed chroot %r in %r (a path such as '
                 '/kafka: no empty, "." or ".." part, no trailing /)'
                 % (chroot, address))
     return ','.join(h.strip() for h in hosts.split(',')), chroot
+
+
+def _is_path(path) -> bool:
+    """An absolute ZooKeeper path, not the root."""
+    return (isinstance(path, str) and path.startswith('/') and
+            all(_CHROOT_SEGMENT.match(s) and s not in ('.', '..')
+                for s in path[1:].split('/')))
 
 
 class ZooKeeperOffsets:
@@ -254,7 +259,9 @@ class ZooKeeperOffsets:
                 'monasca-common[zookeeper]') from None
         self._failures = (kazoo_exceptions.KazooException,)
         self._client = kazoo_client.KazooClient(
-            hosts=self.hosts + self.chroot, timeout=max(timeout, 1.0),
+            # No chroot here: the old services' partitioner paths may lie
+            # outside the brokers' chroot, on the same ensemble.
+            hosts=self.hosts, timeout=max(timeout, 1.0),
             connection_retry={'max_tries': 0},
             command_retry={'max_tries': 2, 'deadline': timeout})
         try:
@@ -275,9 +282,28 @@ class ZooKeeperOffsets:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    @staticmethod
-    def group_path(group: str) -> str:
-        return '/consumers/%s/offsets' % group
+    def group_path(self, group: str) -> str:
+        return '%s/consumers/%s/offsets' % (self.chroot, group)
+
+    def partitioner_members(self, path: str) -> list[str]:
+        """The old instances holding kazoo's ``SetPartitioner`` at ``path``.
+
+        Each live instance keeps an ephemeral node below ``path/party``,
+        its data the instance's identifier (the old consumer used its
+        start time).
+        """
+        if not _is_path(path):
+            raise errors.ConfigurationError(
+                'a partitioner path is absolute, such as '
+                '/persister_partitions/metrics; got %r' % (path,))
+        party = path + '/party'
+        if self._ask(self._client.exists, party) is None:
+            return []
+        members = []
+        for child in self._ask(self._client.get_children, party):
+            data, _ = self._ask(self._client.get, '%s/%s' % (party, child))
+            members.append((data or b'?').decode('utf-8', 'replace'))
+        return members
 
     def _ask(self, call, *args):
         try:
@@ -308,8 +334,8 @@ class ZooKeeperOffsets:
                 text = (data or b'').decode('ascii', 'replace').strip()
                 if not child.isdigit() or not text.isdigit():
                     raise errors.ConfigurationError(
-                        'ZooKeeper node %s%s holds %r: not a partition\'s '
-                        'offset' % (self.chroot, path, text[:40]))
+                        'ZooKeeper node %s holds %r: not a partition\'s '
+                        'offset' % (path, text[:40]))
                 offsets[(topic, int(child))] = int(text)
         return offsets
 
@@ -338,7 +364,8 @@ class ZooKeeperOffsets:
 def migrate(admin: 'kafka_admin.KafkaAdmin', group: str, zookeeper: str,
             topics: collections.abc.Iterable[str] | None = None,
             dry_run: bool = False, force: bool = False,
-            reverse: bool = False, timeout: float | None = None
+            reverse: bool = False, timeout: float | None = None,
+            partitioner_paths: collections.abc.Iterable[str] = ()
             ) -> Migration:
     """Move ``group``'s offsets from ZooKeeper to Kafka (or back).
 
@@ -360,10 +387,9 @@ def migrate(admin: 'kafka_admin.KafkaAdmin', group: str, zookeeper: str,
         if direction == FORWARD:
             if not old_store.has_group(group):
                 raise errors.UnknownGroupError(
-                    'ZooKeeper at %s has no offsets of group %r (no %s%s); '
+                    'ZooKeeper at %s has no offsets of group %r (no %s); '
                     'is the chroot the one of the brokers\' '
                     'zookeeper.connect?' % (old_store.hosts, group,
-                                            old_store.chroot,
                                             old_store.group_path(group)))
             source = old_store.read(group, topics)
             concerned = _partitions(known, set(t for t, _ in source)
@@ -385,6 +411,13 @@ def migrate(admin: 'kafka_admin.KafkaAdmin', group: str, zookeeper: str,
         migration = Migration(group, direction, zookeeper, plan(
             direction, source, target, logs, force), dry_run=dry_run)
         migration.refusals.extend(_live_members(admin, group, timeout))
+        for path in partitioner_paths:
+            instances = old_store.partitioner_members(path)
+            if instances:
+                migration.refusals.append(
+                    '%d old client instance(s) still hold the partitioner '
+                    'at %s (started %s): stop them first' % (
+                        len(instances), path, ', '.join(sorted(instances))))
         if dry_run:
             return migration
         if migration.refused:

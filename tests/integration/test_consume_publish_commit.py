@@ -32,7 +32,7 @@ import pytest
 from monasca_common import kafka
 from tests import waiting
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
 ENGINE = pathlib.Path(__file__).with_name('engine_child.py')
 

@@ -32,7 +32,7 @@ from monasca_common.kafka_lib import consumer
 from monasca_common.kafka_lib.producer import SimpleProducer
 from tests import waiting
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
 
 # -- the services' code paths --

@@ -93,6 +93,7 @@ def test_producer_counts_failures_without_statistics(unreachable_servers):
 
 @pytest.mark.parametrize('statistics_ms', [200, 0],
                          ids=['from-statistics', 'from-kafka'])
+@pytest.mark.compat
 def test_consumer_lag_is_end_minus_committed(bootstrap_servers, make_topic,
                                              group_id, statistics_ms):
     topic = make_topic(partitions=3)

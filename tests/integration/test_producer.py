@@ -24,7 +24,7 @@ from monasca_common import kafka
 from monasca_common.kafka_lib import common as kafka_lib_common
 from tests import waiting
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
 
 class Recorder:

@@ -25,7 +25,7 @@ from monasca_common import kafka
 from monasca_common.kafka_lib import common as kafka_common
 from tests import waiting
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
 
 def test_sixteen_threads_share_one_producer(bootstrap_servers, make_topic):

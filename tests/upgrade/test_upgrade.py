@@ -79,9 +79,14 @@ def new_topic(world, partitions=2):
     return conftest.create_topic(client, partitions=partitions)
 
 
-def zookeeper(world):
-    """A kazoo client below the brokers' chroot: the old client's view."""
-    client = kazoo_client.KazooClient(world.zookeeper_connect)
+def zookeeper(world, chroot=True):
+    """A kazoo client, as the old world used ZooKeeper.
+
+    Below the brokers' chroot (their offsets), or at the root, where the
+    old services kept their partitioners.
+    """
+    client = kazoo_client.KazooClient(
+        world.zookeeper_connect if chroot else world.zookeeper.address)
     client.start(10)
     return client
 
@@ -280,6 +285,45 @@ def test_active_members_are_refused_by_name(world, admin, group):
     moved = admin.migrate_zookeeper_offsets(group, world.zookeeper_connect)
     assert moved.applied
     assert kafka_offsets(admin, group, topic) == {0: 3, 1: 2}
+
+
+def test_an_old_instance_still_running_is_refused(world, admin, group,
+                                                  legacy_python):
+    """Old instances coordinate through ZooKeeper, invisible to Kafka.
+
+    With the service's partitioner path, one still running refuses the
+    migration; once it is gone, the migration goes through.
+    """
+    topic = old_topic(world, partitions=2)
+    set_zookeeper_offsets(world, group, topic, {0: 0, 1: 0})
+    path = '/monasca-partitions/%s/%s' % (group, topic)
+    old = subprocess.Popen(
+        [legacy_python, str(OLD_SERVICE), 'consume', world.bootstrap_servers,
+         world.zookeeper.address, group, topic, str(10 ** 9)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = zookeeper(world, chroot=False)
+    try:
+        party = '/monasca-partitions/%s/%s/party' % (group, topic)
+        waiting.until(lambda: client.exists(party) and
+                      client.get_children(party), 60, 'the old instance in '
+                      'its partitioner party')
+        done = migrate_cli(world, group, '--partitioner-path', path)
+        assert done.returncode == 1
+        assert '1 old client instance(s) still hold the partitioner at %s' \
+            % path in done.stderr
+        old.kill()
+        old.wait(30)
+        # Its ephemeral node goes with its ZooKeeper session.
+        waiting.until(lambda: not client.get_children(party), 60,
+                      'the killed instance out of the party')
+    finally:
+        old.kill()
+        old.wait(30)
+        client.stop()
+        client.close()
+    done = migrate_cli(world, group, '--partitioner-path', path)
+    assert done.returncode == 0, done.stderr
+    assert kafka_offsets(admin, group, topic) == {0: 0, 1: 0}
 
 
 def test_offsets_kafka_holds_are_refused_unless_forced(world, admin, group):
