@@ -22,6 +22,7 @@ construction, and secret values kept out of every log line, repr and error.
 from __future__ import annotations
 
 import collections.abc
+import logging
 import math
 import re
 import threading
@@ -29,6 +30,8 @@ import typing
 
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import opts
+
+LOG = logging.getLogger(__name__)
 
 # Properties whose values are secrets: never logged, never in a repr or an
 # error message.
@@ -162,6 +165,35 @@ def merge(defaults: collections.abc.Mapping, servers, overrides) -> dict:
     return config
 
 
+def choose_group_protocol(asked: str,
+                          offered: typing.Callable[[], set | None] | None
+                          ) -> str:
+    """``classic`` or ``consumer`` for ``group.protocol=asked``.
+
+    A member with ``group.protocol=consumer`` on a broker that does not
+    offer it (any Kafka before 4.0 by default) reads nothing and reports
+    nothing: ``auto`` takes it only where every broker says it offers it,
+    and an explicit ``consumer`` that a broker says it does not offer is
+    refused. When the brokers cannot be asked, ``auto`` is ``classic``,
+    which every broker speaks.
+
+    :raises ConfigurationError: ``consumer`` asked, not offered.
+    """
+    found = offered() if offered is not None else None
+    if asked == 'auto':
+        chosen = 'consumer' if found and 'consumer' in found else 'classic'
+        LOG.info('Kafka consumer: group protocol %s (the brokers offer %s)',
+                 chosen, 'unknown' if found is None else
+                 ', '.join(sorted(found)))
+        return chosen
+    if found is not None and 'consumer' not in found:
+        raise errors.ConfigurationError(
+            'group.protocol=consumer, but the brokers offer only %s '
+            '(group.coordinator.rebalance.protocols): such a member would '
+            'read nothing; use classic, or auto' % ', '.join(sorted(found)))
+    return asked
+
+
 _LEGAL_TOPIC = re.compile(r'^[a-zA-Z0-9._-]{1,249}$')
 
 
@@ -230,9 +262,15 @@ def check_group_id(group_id) -> str:
     return group_id
 
 
+#: ``offered(config)``: the group protocols every broker of the cluster
+#: ``config`` names offers, or None when they could not be asked.
+OfferedProtocols = typing.Callable[[dict], typing.Optional[set]]
+
+
 def consumer_config(servers, group_id: str, session_timeout_ms: int,
                     fetch_min_bytes: int | None, client_id: str,
-                    overrides: dict) -> dict:
+                    overrides: dict,
+                    offered: OfferedProtocols | None = None) -> dict:
     """The consumer's librdkafka configuration.
 
     The consumer commits only what it handed out, itself: librdkafka's
@@ -240,6 +278,10 @@ def consumer_config(servers, group_id: str, session_timeout_ms: int,
     With ``group.protocol=consumer`` (KIP-848, Kafka 4.0+) the broker owns
     the session, the heartbeat and the assignor and refuses clients that
     set them, so they are left out (and refused if given).
+    ``group.protocol=auto`` (this library's, not librdkafka's) becomes
+    ``consumer`` where ``offered`` says every broker offers it, ``classic``
+    otherwise; an explicit ``consumer`` the brokers do not offer is
+    refused (see :func:`choose_group_protocol`).
     """
     overrides = with_options('consumer', overrides)
     refuse(overrides, ('on_commit', 'enable.auto.commit',
@@ -256,6 +298,11 @@ def consumer_config(servers, group_id: str, session_timeout_ms: int,
     # reach librdkafka unchecked.
     check_group_id(extra.get('group.id'))
     defaults = CONSUMER_DEFAULTS
+    if extra.get('group.protocol') in ('auto', 'consumer'):
+        probe = merge(defaults, servers, extra)
+        extra['group.protocol'] = choose_group_protocol(
+            extra['group.protocol'],
+            None if offered is None else lambda: offered(probe))
     if extra.get('group.protocol') == 'consumer':
         owned = ('session.timeout.ms', 'heartbeat.interval.ms',
                  'partition.assignment.strategy')

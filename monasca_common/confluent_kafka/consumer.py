@@ -139,7 +139,7 @@ class KafkaConsumer(_client.Client):
             'commit_timeout', commit_timeout)
         self._init_client(kafka_config.consumer_config(
             bootstrap_servers, group_id, timeout, fetch_min_bytes, client_id,
-            config))
+            config, _offered_group_protocols))
         self._topics = self._topic_list(topic)
         self._repartition_callback = group_member.adapt_repartition_callback(
             repartition_callback)
@@ -530,3 +530,9 @@ class KafkaConsumer(_client.Client):
     def _repr_fields(self) -> str:
         return ' group=%s topics=%s' % (
             self._config['group.id'], ','.join(self._topics))
+
+
+def _offered_group_protocols(config: dict) -> set | None:
+    # Imported here: the admin module builds on this package.
+    from monasca_common.kafka import admin
+    return admin.offered_group_protocols(config)

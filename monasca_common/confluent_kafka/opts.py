@@ -60,7 +60,7 @@ _ONLY_FOR = {
     'compression_type': 'producer', 'linger_ms': 'producer',
     'batch_size': 'producer', 'message_timeout_ms': 'producer',
     'session_timeout_ms': 'consumer', 'max_poll_interval_ms': 'consumer',
-    'auto_offset_reset': 'consumer',
+    'auto_offset_reset': 'consumer', 'group_protocol': 'consumer',
 }
 
 client_opts = [
@@ -129,6 +129,20 @@ client_opts = [
                         ('latest', 'only messages written from now on')],
                help='Consumers: where a group without a committed offset '
                     'starts (auto.offset.reset). Unset: earliest.'),
+    cfg.StrOpt('group_protocol',
+               choices=[('classic', 'the members agree on the assignment '
+                                    '(cooperative-sticky); every Kafka '
+                                    'speaks it'),
+                        ('consumer', 'KIP-848: the broker assigns, with no '
+                                     'group-wide pause; Kafka 4.0 or later'),
+                        ('auto', 'consumer where every broker offers it, '
+                                 'classic otherwise')],
+               help='Consumers: the consumer group protocol '
+                    '(group.protocol). "auto" asks the brokers which they '
+                    'offer (group.coordinator.rebalance.protocols) when the '
+                    'consumer is built, and never guesses: classic unless '
+                    'every broker answers that it offers consumer. Unset: '
+                    'classic.'),
     cfg.IntOpt('statistics_interval_ms', min=0,
                help='How often librdkafka reports its statistics '
                     '(statistics.interval.ms): bytes queued, round trips '

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import collections.abc
 import concurrent.futures
+import logging
 import threading
 import time
 import typing
@@ -46,6 +47,8 @@ from monasca_common.confluent_kafka import errors
 
 if typing.TYPE_CHECKING:
     from monasca_common.kafka import upgrade
+
+LOG = logging.getLogger(__name__)
 
 #: A partition's metadata, as Kafka describes it.
 PartitionInfo = typing.NamedTuple('PartitionInfo', [
@@ -550,6 +553,38 @@ class KafkaAdmin:
         return upgrade.migrate(self, group, zookeeper, topics, dry_run,
                                force, reverse, timeout, partitioner_paths)
 
+    def group_protocols(self, timeout: float | None = None) -> set[str]:
+        """The group protocols every broker of the cluster offers.
+
+        Each broker's ``group.coordinator.rebalance.protocols``; a broker
+        that does not have the setting (before Kafka 3.7) offers
+        ``classic`` only. Any coordinator may serve a group, so a protocol
+        counts only when every broker offers it.
+        """
+        deadline = self._deadline(timeout)
+        with self._lock:
+            brokers = sorted(self._metadata(deadline).brokers)
+            resources = [kafka_admin.ConfigResource(
+                kafka_admin.ResourceType.BROKER, str(broker))
+                for broker in brokers]
+            futures = self._call(
+                lambda client, left: client.describe_configs(
+                    resources, request_timeout=left),
+                'broker configurations', deadline)
+        offered: set[str] | None = None
+        for resource, future in futures.items():
+            try:
+                entries = future.result()
+            except confluent_kafka.KafkaException as exc:
+                raise errors.KafkaClientError(
+                    'configuration of broker %s: %s' % (
+                        resource.name, exc.args[0].str())) from None
+            entry = entries.get('group.coordinator.rebalance.protocols')
+            value = getattr(entry, 'value', None) or 'classic'
+            protocols = {p.strip() for p in value.split(',') if p.strip()}
+            offered = protocols if offered is None else offered & protocols
+        return offered or {'classic'}
+
     def group_lag(self, group: str, topic: str | None = None,
                   timeout: float | None = None) -> list[PartitionLag]:
         """Per partition: committed offset, watermarks and lag, sorted.
@@ -573,6 +608,31 @@ class KafkaAdmin:
             rows.append(PartitionLag(key[0], key[1], offset, start, end,
                                      max(0, end - position)))
         return rows
+
+
+# What a client needs to reach the cluster, of a consumer's configuration.
+_CONNECTION = ('bootstrap.servers', 'security.protocol', 'sasl.', 'ssl.',
+               'ssl_', 'socket.', 'broker.', 'client.id', 'api.version.',
+               'enable.ssl.', 'enable.sasl.', 'https.')
+
+
+def offered_group_protocols(config: collections.abc.Mapping,
+                            timeout: float = 10.0) -> set[str] | None:
+    """The group protocols the cluster of a client ``config`` offers.
+
+    None when it cannot be asked (unreachable, not authorized to describe
+    the brokers' configuration); the cause is logged.
+    """
+    connection = {key: value for key, value in config.items()
+                  if key.startswith(_CONNECTION)}
+    servers = connection.pop('bootstrap.servers')
+    try:
+        with KafkaAdmin(servers, timeout, **connection) as admin:
+            return admin.group_protocols()
+    except errors.KafkaClientError as exc:
+        LOG.warning('Kafka: could not ask the brokers which group '
+                    'protocols they offer: %s', exc)
+        return None
 
 
 def _retriable_failure(futures) -> confluent_kafka.KafkaError | None:

@@ -17,7 +17,9 @@ it takes, it (optionally) sleeps as the retry engine does, publishes one
 outcome naming the input, then commits; no try/except around either.
 Writes ``H <partition> <offset>`` per message taken and ``C`` after each
 commit returned, flushing each line. With KILL_AT, it SIGKILLs itself
-right after the commit of that many messages.
+right after the commit of that many messages. With ``ENGINE_CONFIG`` in
+its environment it reads that configuration file first, as a service
+reads its own (``[kafka_client]`` applies to its clients).
 
     python engine_child.py SERVERS GROUP IN_TOPIC OUT_TOPIC LOG SLEEP \
         [KILL_AT]
@@ -28,10 +30,18 @@ import signal
 import sys
 import time
 
+from oslo_config import cfg
+
+from monasca_common.confluent_kafka import opts
 from monasca_common.kafka import client_factory
+
+opts.register_opts(cfg.CONF)
 
 
 def main(servers, group, in_topic, out_topic, log_path, sleep, kill_at=0):
+    if os.environ.get('ENGINE_CONFIG'):
+        cfg.CONF(args=[], project='engine',
+                 default_config_files=[os.environ['ENGINE_CONFIG']])
     sleep = float(sleep)
     kill_at = int(kill_at)
     consumer = client_factory.get_kafka_consumer(

@@ -18,6 +18,7 @@ input left uncommitted.
 
 import collections
 import concurrent.futures
+import os
 import pathlib
 import random
 import signal
@@ -38,11 +39,14 @@ ENGINE = pathlib.Path(__file__).with_name('engine_child.py')
 
 
 def start_engine(servers, group, in_topic, out_topic, log, sleep=0,
-                 kill_at=0):
+                 kill_at=0, config=None):
+    env = dict(os.environ)
+    if config is not None:
+        env['ENGINE_CONFIG'] = str(config)
     return subprocess.Popen(
         [sys.executable, str(ENGINE), servers, group, in_topic, out_topic,
          str(log), str(sleep), str(kill_at)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
 def lines(log, kind):
@@ -245,9 +249,10 @@ def test_commit_from_another_thread_while_iterating(bootstrap_servers,
     assert not reader.is_alive()
 
 
+@pytest.mark.parametrize('protocol', ['classic', 'consumer'])
 def test_six_engines_a_sleeper_and_six_joiners(bootstrap_servers,
                                                make_topic, group_id,
-                                               tmp_path):
+                                               tmp_path, protocol):
     """monasca-notification, twice: 5 engines and a retry engine each.
 
     The retry engines sleep 30 s per message, holding it. The second
@@ -256,8 +261,16 @@ def test_six_engines_a_sleeper_and_six_joiners(bootstrap_servers,
     partitions within one sleep: usually in seconds, but with the classic
     group protocol, when the retry partition the sleeper is in the middle
     of moves to the joining instance, the whole group waits for it to
-    finish that message (group.protocol=consumer does not).
+    finish that message (group.protocol=consumer does not). The protocol
+    comes from the engines' configuration file, ``[kafka_client]
+    group_protocol``, as an operator sets it.
     """
+    with kafka.KafkaAdmin(bootstrap_servers) as admin:
+        if protocol not in admin.group_protocols():
+            pytest.skip('the brokers do not offer group.protocol=%s'
+                        % protocol)
+    config = tmp_path / 'engine.conf'
+    config.write_text('[kafka_client]\ngroup_protocol = %s\n' % protocol)
     alarms, retries, sleep = 2000, 2, 30
     alarm_topic = make_topic(partitions=12)
     retry_topic = make_topic(partitions=2)
@@ -274,11 +287,12 @@ def test_six_engines_a_sleeper_and_six_joiners(bootstrap_servers,
         for n in range(5):
             log = tmp_path / ('%s-engine%d.log' % (name, n))
             engines.append(start_engine(bootstrap_servers, group_id,
-                                        alarm_topic, out_topic, log))
+                                        alarm_topic, out_topic, log,
+                                        config=config))
             started.append(log)
         engines.append(start_engine(
             bootstrap_servers, group_id, retry_topic, out_topic,
-            tmp_path / ('%s-retry.log' % name), sleep=sleep))
+            tmp_path / ('%s-retry.log' % name), sleep=sleep, config=config))
         return started
 
     first = instance('first')
@@ -320,10 +334,10 @@ def test_six_engines_a_sleeper_and_six_joiners(bootstrap_servers,
         producer.close()
     produced = outcomes(bootstrap_servers, out_topic)
     duplicated = sum(n - 1 for n in produced.values())
-    print('\njoiners took alarms %.1f s after joining (retry engines sleep '
-          '%d s); %d outcomes for %d inputs, %d duplicated'
-          % (rebalance, sleep, sum(produced.values()), alarms + retries,
-             duplicated))
+    print('\n%s protocol: joiners took alarms %.1f s after joining (retry '
+          'engines sleep %d s); %d outcomes for %d inputs, %d duplicated'
+          % (protocol, rebalance, sleep, sum(produced.values()),
+             alarms + retries, duplicated))
     # One message of the sleeper at most, plus the rejoin.
     assert rebalance < sleep + 20
     assert len(produced) == alarms + retries

@@ -125,3 +125,39 @@ def test_sample_config_lists_every_option():
         assert '#%s =' % option.name in out, option.name
     assert '#sasl_password = <None>' in out
     assert '# SASL_SSL - SASL authentication over TLS' in out
+
+
+@pytest.mark.parametrize('asked,offered,chosen', [
+    ('auto', {'classic', 'consumer', 'streams'}, 'consumer'),
+    ('auto', {'classic'}, 'classic'),
+    ('auto', None, 'classic'),      # not asked: never a guess
+    ('consumer', {'classic', 'consumer'}, 'consumer'),
+    ('consumer', None, 'consumer'),
+])
+def test_the_group_protocol_is_chosen_from_what_brokers_offer(
+        asked, offered, chosen):
+    from monasca_common.confluent_kafka import config
+    assert config.choose_group_protocol(asked, lambda: offered) == chosen
+
+
+def test_a_group_protocol_the_brokers_do_not_offer_is_refused():
+    from monasca_common.confluent_kafka import config
+    with pytest.raises(kafka.ConfigurationError,
+                       match='offer only classic .* would read nothing'):
+        config.choose_group_protocol('consumer', lambda: {'classic'})
+
+
+def test_group_protocol_option_reaches_consumers_only(kafka_client_conf):
+    kafka_client_conf(group_protocol='auto')
+    producer = kafka.KafkaProducer(NOWHERE)
+    # Nothing answers at NOWHERE: auto falls back to classic, which every
+    # broker speaks, and says why.
+    consumer = kafka.KafkaConsumer(NOWHERE, 'g', 't')
+    try:
+        assert 'group.protocol' not in producer._config
+        assert consumer._config['group.protocol'] == 'classic'
+        assert consumer._config['partition.assignment.strategy'] == \
+            'cooperative-sticky'
+    finally:
+        producer.close(0)
+        consumer.close(1)
