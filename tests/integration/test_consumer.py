@@ -351,6 +351,35 @@ def test_consume_batch_commit_callback_covers_only_what_caller_has(
     assert all(offset <= had for offset, had in commits), commits
 
 
+def test_auto_group_protocol_takes_what_every_broker_offers(
+        bootstrap_servers, make_topic, group_id):
+    """``group.protocol=auto``: KIP-848 where offered, classic elsewhere.
+
+    Runs on Kafka 4 (offered) and, with ``-m compat``, on 3.9.1 (not
+    offered, where an explicit ``consumer`` is refused at once instead of
+    reading nothing).
+    """
+    with kafka.KafkaAdmin(bootstrap_servers) as admin:
+        offered = admin.group_protocols()
+    assert 'classic' in offered
+    topic = make_topic(partitions=2)
+    produce(bootstrap_servers, topic, ['m%d' % i for i in range(20)])
+    consumer = new_consumer(bootstrap_servers, group_id, topic,
+                            **{'group.protocol': 'auto'})
+    try:
+        assert consumer._config['group.protocol'] == (
+            'consumer' if 'consumer' in offered else 'classic')
+        assert sorted(m.value() for m in waiting.take(consumer, 20)) == \
+            sorted(b'm%d' % i for i in range(20))
+        consumer.commit()
+    finally:
+        consumer.close()
+    if 'consumer' not in offered:
+        with pytest.raises(kafka.ConfigurationError, match='read nothing'):
+            kafka.KafkaConsumer(bootstrap_servers, group_id, topic,
+                                **{'group.protocol': 'consumer'})
+
+
 def test_next_generation_group_protocol(bootstrap_servers, make_topic,
                                         group_id, broker_version):
     """group.protocol=consumer (KIP-848) on Kafka 4.
