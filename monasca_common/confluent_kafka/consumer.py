@@ -185,7 +185,8 @@ class KafkaConsumer(_client.Client):
         if self._member is None:
             self._member = group_member.GroupMember(
                 self._consumer, self._topics, self._revoke_timeout,
-                self._needs_reader)
+                self._needs_reader, int(self._config.get(
+                    'max.poll.interval.ms', 300000)) / 1000.0)
         return self._member
 
     def _needs_reader(self, keys) -> bool:
@@ -308,6 +309,8 @@ class KafkaConsumer(_client.Client):
 
     def _wait_for_messages(self, member: group_member.GroupMember,
                            timeout: float) -> None:
+        if member.left_at is not None:
+            member.rejoin()
         with member.ready:
             if not (member.buffer or member.revocations or self._stop or
                     member.fatal is not None or

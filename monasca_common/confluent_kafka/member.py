@@ -33,6 +33,13 @@ member waits for that, bounded by ``revoke_timeout``; past it, the
 partitions go without a commit and what was handed for them will come
 again to their new owner. Any other revocation is done at once, so a
 member that sleeps holds up only partitions it is in the middle of.
+
+Since this thread polls whatever the service does, librdkafka's own
+``max.poll.interval.ms`` never fires. The member applies it itself: when
+the reading thread has taken no message for that long while messages wait
+for it, the member leaves the group (an ERROR says so), its partitions go
+to the other members without a commit, and it joins again when the reader
+comes back for messages.
 """
 
 from __future__ import annotations
@@ -71,6 +78,9 @@ _STALL_AFTER = 1.0
 # A partition silent this long whose fetch librdkafka's statistics show
 # stuck is assigned again (see fetching.py).
 _FETCH_GRACE = 15.0
+# How often the member looks whether the reading thread still takes
+# messages.
+_WATCH_EVERY = 0.5
 _FATAL_CONSUME = frozenset((
     KafkaError._AUTHENTICATION, KafkaError.TOPIC_AUTHORIZATION_FAILED,
     KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError._INVALID_ARG,
@@ -98,14 +108,22 @@ class GroupMember:
         revocation, in seconds.
     :param needs_reader: ``needs_reader(keys)``: whether revoking these
         (topic, partition) keys needs the reading thread.
+    :param max_idle: seconds the reading thread may take no message while
+        messages wait before the member leaves the group
+        (``max.poll.interval.ms``).
     """
 
     def __init__(self, consumer: confluent_kafka.Consumer, topics: list,
                  revoke_timeout: float,
-                 needs_reader: typing.Callable[[set], bool]):
+                 needs_reader: typing.Callable[[set], bool],
+                 max_idle: float = 300.0):
         self.consumer = consumer
         self.topics = topics
         self.revoke_timeout = revoke_timeout
+        self.max_idle = max_idle
+        #: When the member left the group for a reader that stopped
+        #: taking messages; None while it is in the group.
+        self.left_at: float | None = None
         self._needs_reader = needs_reader
         #: Messages fetched, not yet taken by the reading thread.
         self.buffer: collections.deque = collections.deque()
@@ -139,6 +157,8 @@ class GroupMember:
         self._assignment_changed = False
         self._fetch_watch = fetching.FetchWatch(_FETCH_GRACE)
         self._fetch_states: dict[Key, dict] | None = None
+        self._taken_seen = -1
+        self._taken_since = self._watched = time.monotonic()
         self._thread = threading.Thread(target=self._run,
                                         name='kafka-consumer-member',
                                         daemon=True)
@@ -276,13 +296,20 @@ class GroupMember:
 
     # -- the loop -----------------------------------------------------------
 
-    def _run(self) -> None:
-        consumer = self.consumer
+    def _subscribe(self, consumer) -> None:
         consumer.subscribe(self.topics, on_assign=self._on_assign,
                            on_revoke=self._on_revoke, on_lost=self._on_lost)
+
+    def _run(self) -> None:
+        consumer = self.consumer
+        self._subscribe(consumer)
         buffer = self.buffer
         while not self._closing:
             self._run_jobs()
+            now = time.monotonic()
+            if now - self._watched >= _WATCH_EVERY:
+                self._watched = now
+                self._watch_reader(now)
             if self._fetch_states is not None:
                 self._assign_stuck_again()
             if self._too_full():
@@ -323,6 +350,51 @@ class GroupMember:
                     buffer.extend(good)
                     self.ready.notify_all()
         self._run_jobs()
+
+    def _watch_reader(self, now: float) -> None:
+        """Leave the group when the reading thread stopped taking messages.
+
+        Counted from what the member put in the buffer and what is left of
+        it, so the reading thread pays nothing for it.
+        """
+        if self.left_at is not None:
+            return
+        waiting = len(self.buffer)
+        taken = self.fetched - self.dropped - waiting
+        if taken != self._taken_seen or not waiting:
+            self._taken_seen, self._taken_since = taken, now
+            return
+        if now - self._taken_since <= self.max_idle:
+            return
+        LOG.error('Kafka consumer: the service has taken no message for '
+                  '%.0f s while %d wait (max.poll.interval.ms is %.0f s); '
+                  'leaving the group so that its partitions go to the other '
+                  'members, without a commit. It joins again when the '
+                  'service reads again.', now - self._taken_since, waiting,
+                  self.max_idle)
+        self.left_at = now
+        self.consumer.unsubscribe()
+
+    def rejoin(self) -> None:
+        """The reading thread is back for messages: join the group again.
+
+        Called by the reading thread when it waits for messages; the
+        subscription is made on the member thread.
+        """
+        left_at = self.left_at
+        if left_at is None:
+            return
+
+        def join(consumer):
+            if self.left_at is None:
+                return
+            LOG.info('Kafka consumer: the service reads again, %.0f s after '
+                     'the member left the group; joining it again',
+                     time.monotonic() - left_at)
+            self.left_at = None
+            self._taken_seen = -1
+            self._subscribe(consumer)
+        self.submit(join)
 
     def _too_full(self) -> bool:
         """Whether to skip polling; stops fetching on a real stall.
@@ -441,6 +513,18 @@ class GroupMember:
             self._release(revocation)
             LOG.info('Kafka consumer closing; released %s without '
                      'committing', describe(partitions))
+            return
+        if self.left_at is not None:
+            # The reading thread is stuck: waiting for it would hold the
+            # partitions back. It forgets them when it comes back.
+            self.drop_buffered(revocation.keys)
+            self._release(revocation)
+            with self.ready:
+                self.revocations.append(revocation)
+                self.ready.notify_all()
+            LOG.warning('Kafka consumer: released %s without a commit: '
+                        'what was handed of them since the last one will '
+                        'come again to their new owner', describe(partitions))
             return
         LOG.info('Kafka consumer: partitions revoked %s',
                  describe(partitions))

@@ -465,3 +465,70 @@ def test_partitions_taken_while_stalled_fetch_when_they_come_back(
     finally:
         sleeper.close()
     assert len(values) == total, 'never read: %d' % (total - len(values))
+
+
+def test_a_hung_reader_leaves_its_group_and_joins_again(
+        bootstrap_servers, make_topic, group_id, caplog):
+    """A service whose reading thread hangs gives its partitions away.
+
+    Two members; one takes a message and hangs without closing. Within
+    ``max.poll.interval.ms`` plus the session timeout the other owns every
+    partition and reads everything, the hung one's message included (it
+    was never committed). When the hung thread comes back it joins again
+    and reads its share of what comes next.
+    """
+    topic = make_topic(partitions=4)
+    produce(bootstrap_servers, topic, ['a%d' % i for i in range(400)])
+    limits = {'timeout': 3000, 'max.poll.interval.ms': 5000}
+    seen = {'hung': collections.Counter(), 'alive': collections.Counter()}
+    lock = threading.Lock()
+    hang, back = threading.Event(), threading.Event()
+    members = {}
+
+    def run(name):
+        consumer = new_consumer(bootstrap_servers, group_id, topic,
+                                **limits)
+        members[name] = consumer
+        for message in consumer:
+            with lock:
+                seen[name][message.value()] += 1
+            if name == 'hung' and not back.is_set():
+                hang.set()
+                back.wait()
+            elif message.offset() % 10 == 0:
+                consumer.commit()
+
+    hung = threading.Thread(target=run, args=('hung',), daemon=True)
+    hung.start()
+    waiting.until(hang.is_set, 60, 'the first member taking a message')
+    started = time.monotonic()
+    alive = threading.Thread(target=run, args=('alive',), daemon=True)
+    alive.start()
+    try:
+        waiting.until(lambda: len(seen['alive']) == 400, 60,
+                      'the live member reading all 400')
+        took = time.monotonic() - started
+        assert len(members['alive'].assignment()) == 4
+        assert members['hung'].assignment() == []
+        assert any('has taken no message for' in r.getMessage() and
+                   r.levelname == 'ERROR' for r in caplog.records)
+        print('\nthe live member had all 400 %.1f s after the other hung '
+              '(max.poll.interval.ms 5 s, session 3 s)' % took)
+        # Back: it joins again and takes part in what comes next.
+        back.set()
+        produce(bootstrap_servers, topic, ['b%d' % i for i in range(400)])
+        waiting.until(lambda: members['hung'].assignment(), 60,
+                      'the member back in the group')
+        produce(bootstrap_servers, topic, ['c%d' % i for i in range(400)])
+        waiting.until(lambda: {v for c in seen.values() for v in c} >=
+                      {b'%s%d' % (k, i) for k in (b'b', b'c')
+                       for i in range(400)}, 60, 'everything after read')
+        assert sum(seen['hung'][b'c%d' % i] for i in range(400)) > 0
+    finally:
+        back.set()
+        for consumer in members.values():
+            consumer.stop()
+        hung.join(30)
+        alive.join(30)
+        for consumer in members.values():
+            consumer.close()
