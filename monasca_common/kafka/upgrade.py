@@ -376,6 +376,8 @@ def migrate(admin: 'kafka_admin.KafkaAdmin', group: str, zookeeper: str,
     if isinstance(topics, str):
         topics = [topics]
     topics = None if topics is None else list(dict.fromkeys(topics))
+    if isinstance(partitioner_paths, str):
+        partitioner_paths = [partitioner_paths]
     timeout = admin.timeout if timeout is None else timeout
     direction = REVERSE if reverse else FORWARD
     with ZooKeeperOffsets(zookeeper, timeout) as old_store:
