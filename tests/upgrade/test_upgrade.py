@@ -154,6 +154,7 @@ def read_all(consumer, expected, idle=5.0, commit_after=None):
 
 # -- the day itself ----------------------------------------------------------
 
+@pytest.mark.filterwarnings('ignore:zookeeper_url and zookeeper_path')
 def test_old_client_commits_at_600_and_the_new_one_reads_the_rest(
         old_world, legacy_python, capsys):
     """Old client: take 600 of 1,000 on 4 partitions, commit, stop.
