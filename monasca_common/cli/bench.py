@@ -135,14 +135,27 @@ class MockCluster:
     """librdkafka's in-process cluster, owned by a holder client."""
 
     def __init__(self):
+        self._holder: confluent_kafka.Producer | None = None
+        self.bootstrap_servers = self.renew()
+
+    def renew(self) -> str:
+        """Start afresh, empty; the new bootstrap address.
+
+        The mock keeps all it was sent in memory and deletes no topic: a
+        long run would hold every scenario's messages.
+        """
+        self.close()
         self._holder = confluent_kafka.Producer({
             'test.mock.num.brokers': 1, 'logger': _client.LIBRDKAFKA_LOG})
         brokers = self._holder.list_topics(timeout=10).brokers.values()
         self.bootstrap_servers = ','.join('%s:%d' % (b.host, b.port)
                                           for b in brokers)
+        return self.bootstrap_servers
 
     def close(self):
-        self._holder.flush(1)
+        if self._holder is not None:
+            self._holder.flush(1)
+            self._holder = None
 
 
 def _topic(prefix='bench'):
@@ -262,8 +275,12 @@ class Bench:
     def __init__(self, servers: str, messages: int, mock: bool,
                  progress: typing.Callable | None = None,
                  partitions: int = 4, rounds: int = 3,
-                 sample_queue: bool = False, seconds: float = 2.0):
+                 sample_queue: bool = False, seconds: float = 2.0,
+                 renew: typing.Callable[[], str] | None = None):
         self.servers = servers
+        # A new mock cluster between scenarios, so that memory holds one
+        # scenario's messages, not the whole run's.
+        self._renew = renew
         # Queue depth over time of the library's producer scenarios, for
         # the plot; off unless asked for, the figures being the point.
         self.sample_queue = sample_queue
@@ -628,13 +645,14 @@ class Bench:
                 lambda size: self.raw_produce_loop(size, with_callback=True),
                 self.publish_list,
                 self.publish_list_errors_only,
-            ], size))
+            ], size, afresh=True))
             ceiling = self.kcat_produce(size)
             if ceiling is not None:
                 results.append(ceiling)
-            results.append(self.publish_one(size))
-            results.append(self.publish_sync(size))
-            results.append(self.old_wrapper_pattern(size))
+            for scenario in (self.publish_one, self.publish_sync,
+                             self.old_wrapper_pattern):
+                results.append(scenario(size))
+                self._afresh()
             topics, n = self.fill_topics(size)
             results.extend(self._rounds([
                 lambda size: self.raw_consume_loop(size, topics, n),
@@ -644,11 +662,16 @@ class Bench:
                                                  librdkafka_defaults=True))
             for topic in topics:
                 self._done_with(topic)
+            self._afresh()
         if latency:
             results.append(self.latency(100))
         return results
 
-    def _rounds(self, scenarios, size) -> list[Result]:
+    def _afresh(self) -> None:
+        if self._renew is not None:
+            self.servers = self._renew()
+
+    def _rounds(self, scenarios, size, afresh=False) -> list[Result]:
         # Interleaved: a slow minute of the machine hits every scenario
         # of a round, not all rounds of one scenario.
         results = []
@@ -657,6 +680,8 @@ class Bench:
                 result = scenario(size)
                 result.round = number
                 results.append(result)
+                if afresh:
+                    self._afresh()
         return results
 
 

@@ -169,21 +169,30 @@ def _write_json(path, servers, args, results, found):
 def _cluster(servers: str | None):
     """``servers``, or librdkafka's embedded mock cluster if None."""
     if servers:
-        yield servers, False
+        yield servers, None
         return
     mock = bench.MockCluster()
     try:
-        yield mock.bootstrap_servers, True
+        yield mock.bootstrap_servers, mock
     finally:
         mock.close()
 
 
 def cmd_bench(args) -> int:
     on_progress, report = _progress_and_report()
-    with _cluster(args.bootstrap_servers) as (servers, mock):
+    # On the embedded mock, a first run is short: 100 B, 1 s a scenario;
+    # --full (or a broker) sweeps 100 B and 1 KB, 2 s each.
+    quick = not (args.bootstrap_servers or args.full)
+    if args.sizes is None:
+        args.sizes = [100] if quick else [100, 1024]
+    if args.seconds is None:
+        args.seconds = 1.0 if quick else 2.0
+    with _cluster(args.bootstrap_servers) as (servers, cluster):
+        mock = cluster is not None
         runner = bench.Bench(servers, args.messages, mock, on_progress,
                              rounds=args.rounds, seconds=args.seconds,
-                             sample_queue=bool(args.plot))
+                             sample_queue=bool(args.plot),
+                             renew=cluster.renew if mock else None)
         if args.scale:
             from monasca_common.cli import scale
             results = scale.run(runner, args.sizes[0],
@@ -208,8 +217,9 @@ def cmd_bench(args) -> int:
 
 def cmd_stats(args) -> int:
     from monasca_common.cli import stats
-    with _cluster(args.bootstrap_servers) as (servers, mock):
-        demo = stats.Demo(servers, mock, args.rate, args.read_rate)
+    with _cluster(args.bootstrap_servers) as (servers, cluster):
+        demo = stats.Demo(servers, cluster is not None, args.rate,
+                          args.read_rate)
         demo.start()
         try:
             stats.show(demo, args.duration, args.refresh, args.json)
@@ -386,11 +396,16 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument('--messages', '-n', type=int, default=100000,
                    help='messages the consumer scenarios read per pass, '
                         'on a broker (the mock cluster holds what it can)')
-    b.add_argument('--seconds', type=float, default=2.0,
+    b.add_argument('--seconds', type=float,
                    help='each throughput scenario sends or reads this '
-                        'long at least')
+                        'long at least (default 2; 1 on the mock cluster '
+                        'without --full)')
     b.add_argument('--sizes', type=lambda s: [int(x) for x in s.split(',')],
-                   default=[100, 1024], help='message sizes, e.g. 100,1024')
+                   help='message sizes, e.g. 100,1024 (default; 100 on the '
+                        'mock cluster without --full)')
+    b.add_argument('--full', action='store_true',
+                   help='on the mock cluster too: both sizes, 2 s a '
+                        'scenario (about 4 minutes)')
     b.add_argument('--rounds', type=int, default=3,
                    help='runs of the scenarios behind the ratios; each '
                         'ratio gives its median and spread over them')
