@@ -134,7 +134,7 @@ def _measured(scenario, size, count, start, end, note='', **more):
 class MockCluster:
     """librdkafka's in-process cluster, owned by a holder client."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._holder: confluent_kafka.Producer | None = None
         self.bootstrap_servers = self.renew()
 
@@ -152,7 +152,7 @@ class MockCluster:
                                           for b in brokers)
         return self.bootstrap_servers
 
-    def close(self):
+    def close(self) -> None:
         if self._holder is not None:
             self._holder.flush(1)
             self._holder = None

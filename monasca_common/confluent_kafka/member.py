@@ -54,8 +54,7 @@ import typing
 
 import confluent_kafka
 
-from monasca_common.confluent_kafka import fetching
-from monasca_common.confluent_kafka import metrics
+from monasca_common.confluent_kafka import flow
 from monasca_common.confluent_kafka.offsets import describe
 
 LOG = logging.getLogger(__name__)
@@ -70,14 +69,6 @@ _POLL_WAIT = 0.05
 _POLL_WAIT_ACTIVE = 0.002
 _ACTIVE_FOR = 1.0
 _CHUNK = 500
-# Buffered messages above which fetching is stopped if the reader does not
-# take them within _STALL_AFTER, and below which it resumes.
-_HIGH = 20 * _CHUNK
-_LOW = 4 * _CHUNK
-_STALL_AFTER = 1.0
-# A partition silent this long whose fetch librdkafka's statistics show
-# stuck is assigned again (see fetching.py).
-_FETCH_GRACE = 15.0
 # How often the member looks whether the reading thread still takes
 # messages.
 _WATCH_EVERY = 0.5
@@ -149,14 +140,10 @@ class GroupMember:
         self._commits: collections.deque = collections.deque()
         self._revoking = False
         self._closing = False
-        self._paused_by_user: set[Key] = set()
-        self._paused_by_stall: set[Key] = set()
-        self._full_since: float | None = None
-        self._stalled = False
         self._active = 0.0
         self._assignment_changed = False
-        self._fetch_watch = fetching.FetchWatch(_FETCH_GRACE)
-        self._fetch_states: dict[Key, dict] | None = None
+        #: Pauses, stalls and stuck fetches (see flow.py).
+        self.flow = flow.FlowControl(consumer, self.assigned)
         self._taken_seen = -1
         self._taken_since = self._watched = time.monotonic()
         self._thread = threading.Thread(target=self._run,
@@ -241,19 +228,14 @@ class GroupMember:
         for key, offset in next_offsets.items():
             if key in keys:
                 rewind.setdefault(key, offset)
-        self._paused_by_user |= keys
-        self.consumer.pause([confluent_kafka.TopicPartition(*k)
-                             for k in keys])
-        for (topic, partition), offset in rewind.items():
-            self.consumer.seek(confluent_kafka.TopicPartition(
-                topic, partition, offset))
+        self.flow.pause(keys, rewind)
 
     def resume(self, keys: set[Key]) -> None:
-        self._paused_by_user -= keys
-        keys = keys - self._paused_by_stall
-        if keys:
-            self.consumer.resume([confluent_kafka.TopicPartition(*k)
-                                  for k in keys])
+        self.flow.resume(keys)
+
+    def on_statistics(self, document: dict) -> None:
+        """librdkafka's statistics, inside ``poll`` (see flow.py)."""
+        self.flow.on_statistics(document)
 
     def refused(self, err: KafkaError) -> None:
         """Kafka refused the consumer's credentials or TLS handshake."""
@@ -310,9 +292,9 @@ class GroupMember:
             if now - self._watched >= _WATCH_EVERY:
                 self._watched = now
                 self._watch_reader(now)
-            if self._fetch_states is not None:
-                self._assign_stuck_again()
-            if self._too_full():
+            if self.flow.statistics_waiting:
+                self.flow.assign_stuck_again()
+            if self.flow.too_full(len(buffer), bool(self._commits)):
                 self._wake.wait(_POLL_WAIT_ACTIVE)
                 self._wake.clear()
                 continue
@@ -396,87 +378,6 @@ class GroupMember:
             self._subscribe(consumer)
         self.submit(join)
 
-    def _too_full(self) -> bool:
-        """Whether to skip polling; stops fetching on a real stall.
-
-        A reader that keeps up takes a full buffer within moments; one that
-        does not (a service busy or asleep) must still have its rebalances
-        served, so fetching stops and polling goes on.
-        """
-        size = len(self.buffer)
-        if size < _HIGH or self._commits:
-            # A commit's answer queues behind the messages librdkafka
-            # fetched before it: polling goes on until it comes.
-            self._full_since = None
-            if self._stalled and size <= _LOW:
-                self._stalled = False
-                keys = (self._paused_by_stall & self.assigned) - \
-                    self._paused_by_user
-                self._paused_by_stall = set()
-                if keys:
-                    self._resume(keys)
-            return False
-        if self._stalled:
-            return False
-        now = time.monotonic()
-        if self._full_since is None:
-            self._full_since = now
-        if now - self._full_since < _STALL_AFTER:
-            return True
-        self._stalled = True
-        self._paused_by_stall = self.assigned - self._paused_by_user
-        if self._paused_by_stall:
-            self.consumer.pause([confluent_kafka.TopicPartition(*k)
-                                 for k in self._paused_by_stall])
-        return False
-
-    def on_statistics(self, document: dict) -> None:
-        """librdkafka's statistics: keep the partitions' fetch states.
-
-        Called inside ``poll``, on the member thread; the partitions are
-        assigned again, if need be, after the poll.
-        """
-        states = metrics.partitions(document)
-        # Received counts from the statistics: the consume loop itself
-        # does nothing for the watch.
-        self._fetch_watch.progress(
-            {key: state.get('rxmsgs') for key, state in states.items()},
-            time.monotonic())
-        self._fetch_states = states
-
-    def _assign_stuck_again(self) -> None:
-        """Assign again silent partitions whose fetch is stuck."""
-        states, self._fetch_states = self._fetch_states or {}, None
-        now = time.monotonic()
-        watch = self._fetch_watch
-        watch.reset(self._paused_by_user | self._paused_by_stall, now)
-        due = sorted(watch.due(now))
-        stuck = [key for key in due if fetching.stuck(states.get(key, {}))]
-        watch.reset(due, now)  # idle ones, and stuck ones assigned again
-        if not stuck:
-            return
-        silent = [confluent_kafka.TopicPartition(*key) for key in stuck]
-        LOG.warning('Kafka consumer: nothing fetched from %s for %.0f s '
-                    'while Kafka has messages for them; assigning them '
-                    'again', describe(silent), watch.grace)
-        self._resume(stuck)
-        try:
-            self.consumer.incremental_unassign(silent)
-            self.consumer.incremental_assign(silent)
-        except confluent_kafka.KafkaException:
-            # The eager protocol replaces the whole assignment: the others
-            # resume where they are.
-            positions = [
-                confluent_kafka.TopicPartition(tp.topic, tp.partition)
-                if (tp.topic, tp.partition) in stuck else tp
-                for tp in self.consumer.position(
-                    self.consumer.assignment())]
-            try:
-                self.consumer.assign(positions)
-            except confluent_kafka.KafkaException as exc:
-                LOG.warning('Kafka consumer: could not assign %s again: '
-                            '%s', describe(silent), exc)
-
     def _on_message_error(self, err: KafkaError) -> None:
         code = err.code()
         if code == KafkaError._PARTITION_EOF:
@@ -496,14 +397,8 @@ class GroupMember:
     def _on_assign(self, consumer, partitions) -> None:
         self.rebalances += 1
         self.assigned.update((tp.topic, tp.partition) for tp in partitions)
-        self._fetch_watch.assigned(((tp.topic, tp.partition)
-                                    for tp in partitions), time.monotonic())
+        self.flow.assigned_now(partitions)
         self._assignment_changed = True
-        if self._stalled:
-            # Fetching is stopped for everything else too.
-            consumer.pause(partitions)
-            self._paused_by_stall.update((tp.topic, tp.partition)
-                                         for tp in partitions)
         LOG.info('Kafka consumer assigned %s', describe(partitions))
 
     def _on_revoke(self, consumer, partitions) -> None:
@@ -580,23 +475,7 @@ class GroupMember:
             # Gone without the reading thread: it must not commit them.
             revocation.abandoned = True
         self.assigned.difference_update(revocation.keys)
-        self._fetch_watch.forget(revocation.keys)
-        paused = revocation.keys & (self._paused_by_user |
-                                    self._paused_by_stall)
-        self._paused_by_user -= revocation.keys
-        self._paused_by_stall -= revocation.keys
-        if paused and not self._closing:
-            # librdkafka keeps a partition paused across its leaving and
-            # coming back: it would come back assigned and never fetched.
-            self._resume(paused)
-
-    def _resume(self, keys) -> None:
-        partitions = [confluent_kafka.TopicPartition(*k) for k in keys]
-        try:
-            self.consumer.resume(partitions)
-        except confluent_kafka.KafkaException as exc:
-            LOG.warning('Kafka consumer: could not resume %s: %s',
-                        describe(partitions), exc)
+        self.flow.released(revocation.keys, self._closing)
 
     # -- closing ------------------------------------------------------------
 

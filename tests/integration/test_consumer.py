@@ -442,7 +442,7 @@ def test_partitions_taken_while_stalled_fetch_when_they_come_back(
         values.update(m.value() for m in waiting.take(sleeper, 1))
         sleeper.commit(raise_errors=True)  # nothing for a revoke to wait on
         member = sleeper._member
-        waiting.until(lambda: member._stalled, 60,
+        waiting.until(lambda: member.flow.stalled, 60,
                       'the sleeping reader stops fetching')
         joiner = new_consumer(bootstrap_servers, group_id, topic)
         try:
@@ -452,7 +452,7 @@ def test_partitions_taken_while_stalled_fetch_when_they_come_back(
             waiting.until(lambda: len(sleeper.assignment()) == 2, 60,
                           'half the partitions taken from the sleeper')
             # Awake: it reads what it had and fetches again.
-            while member._stalled or member.buffer:
+            while member.flow.stalled or member.buffer:
                 values.update(m.value()
                               for m in sleeper.consume_batch(500, 1.0))
         finally:

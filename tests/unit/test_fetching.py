@@ -122,7 +122,7 @@ def test_a_stuck_partition_is_assigned_again_and_read_on(
 
         # Silent long enough, and stuck by its statistics.
         monkeypatch.setattr(fetching, 'stuck', stuck)
-        member.call(lambda c: member._fetch_watch._since.__setitem__(
+        member.call(lambda c: member.flow.fetch_watch._since.__setitem__(
             key, time.monotonic() - 100), 10)
         waiting.until(lambda: 'assigning them again' in caplog.text, 30,
                       'the stuck partition assigned again')
