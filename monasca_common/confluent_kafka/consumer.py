@@ -147,10 +147,12 @@ class KafkaConsumer(_client.Client):
         self._max_commit_interval = max_commit_interval
         self._raise_commit_errors = commit_errors == 'raise'
         self._deliver_before_commit = deliver_before_commit
-        if revoke_timeout is None:
-            revoke_timeout = int(self._config.get(
-                'max.poll.interval.ms', 300000)) / 1000.0
-        self._revoke_timeout = revoke_timeout
+        # The longest the reading thread may be away, in seconds: past it
+        # the member leaves the group (see member.py).
+        self._max_poll_interval = int(self._config.get(
+            'max.poll.interval.ms', 300000)) / 1000.0
+        self._revoke_timeout = (self._max_poll_interval if revoke_timeout
+                                is None else revoke_timeout)
         self._stop = False
         self._close_lock = threading.Lock()
         self._start()
@@ -185,8 +187,7 @@ class KafkaConsumer(_client.Client):
         if self._member is None:
             self._member = group_member.GroupMember(
                 self._consumer, self._topics, self._revoke_timeout,
-                self._needs_reader, int(self._config.get(
-                    'max.poll.interval.ms', 300000)) / 1000.0)
+                self._needs_reader, self._max_poll_interval)
         return self._member
 
     def _needs_reader(self, keys) -> bool:

@@ -351,12 +351,22 @@ class KafkaAdmin:
         deadline = self._deadline(timeout)
         if partitions is None:
             partitions = self.partitions(topic, deadline - time.monotonic())
-        partitions = list(partitions)
-        requests = {(topic, p): EARLIEST for p in partitions}
-        low = self._offsets(requests, deadline)
-        high = self._offsets({k: LATEST for k in requests}, deadline)
-        return {p: Watermarks(low[(topic, p)], high[(topic, p)])
-                for p in partitions}
+        bounds = self.log_bounds([(topic, p) for p in partitions],
+                                 max(0.001, deadline - time.monotonic()))
+        return {p: marks for (_, p), marks in bounds.items()}
+
+    def log_bounds(self, keys: collections.abc.Iterable[tuple[str, int]],
+                   timeout: float | None = None
+                   ) -> dict[tuple[str, int], Watermarks]:
+        """{(topic, partition): (first available, next to be written)}.
+
+        :raises UnknownTopicError: no such topic or partition.
+        """
+        deadline = self._deadline(timeout)
+        keys = list(keys)
+        low = self._offsets({k: EARLIEST for k in keys}, deadline)
+        high = self._offsets({k: LATEST for k in keys}, deadline)
+        return {k: Watermarks(low[k], high[k]) for k in keys}
 
     def offsets_for_time(self, topic: str, timestamp_ms: int,
                          partitions: collections.abc.Iterable[int] | None
@@ -595,13 +605,11 @@ class KafkaAdmin:
         deadline = self._deadline(timeout)
         committed = self.committed_offsets(
             group, topic, timeout=max(0.001, deadline - time.monotonic()))
-        keys = sorted(committed)
-        starts = self._offsets({k: EARLIEST for k in keys}, deadline)
-        ends = self._offsets({k: LATEST for k in keys}, deadline)
+        bounds = self.log_bounds(sorted(committed),
+                                 max(0.001, deadline - time.monotonic()))
         rows = []
-        for key in keys:
+        for key, (start, end) in bounds.items():
             offset = committed[key]
-            start, end = starts[key], ends[key]
             # A committed offset below the start was deleted by retention:
             # the group resumes at the start.
             position = start if offset is None else max(offset, start)
@@ -612,7 +620,7 @@ class KafkaAdmin:
 
 # What a client needs to reach the cluster, of a consumer's configuration.
 _CONNECTION = ('bootstrap.servers', 'security.protocol', 'sasl.', 'ssl.',
-               'ssl_', 'socket.', 'broker.', 'client.id', 'api.version.',
+               'socket.', 'broker.', 'client.id', 'api.version.',
                'enable.ssl.', 'enable.sasl.', 'https.')
 
 

@@ -386,6 +386,9 @@ def migrate(admin: 'kafka_admin.KafkaAdmin', group: str, zookeeper: str,
         if unknown:
             raise errors.UnknownTopicError('Kafka has no topic %s' % ', '.join(
                 repr(t) for t in unknown))
+        in_kafka: dict[Key, int] = {
+            key: offset for key, offset in admin.committed_offsets(
+                group, timeout=timeout).items() if offset is not None}
         if direction == FORWARD:
             if not old_store.has_group(group):
                 raise errors.UnknownGroupError(
@@ -396,12 +399,11 @@ def migrate(admin: 'kafka_admin.KafkaAdmin', group: str, zookeeper: str,
             source = old_store.read(group, topics)
             concerned = _partitions(known, set(t for t, _ in source)
                                     if topics is None else topics)
-            target = _kafka_offsets(admin, group, concerned, timeout)
+            target = {key: in_kafka[key] for key in concerned
+                      if key in in_kafka}
         else:
-            source = {key: offset for key, offset in admin.committed_offsets(
-                group, timeout=timeout).items()
-                if offset is not None and (topics is None or
-                                           key[0] in topics)}
+            source = {key: offset for key, offset in in_kafka.items()
+                      if topics is None or key[0] in topics}
             if not source:
                 raise errors.UnknownGroupError(
                     'Kafka holds no offsets of group %r%s' % (
@@ -409,7 +411,7 @@ def migrate(admin: 'kafka_admin.KafkaAdmin', group: str, zookeeper: str,
                         ' in %s' % ', '.join(topics)))
             concerned = _partitions(known, set(t for t, _ in source))
             target = old_store.read(group, set(t for t, _ in source))
-        logs = _logs(admin, concerned, timeout)
+        logs = admin.log_bounds(concerned, timeout)
         migration = Migration(group, direction, zookeeper, plan(
             direction, source, target, logs, force), dry_run=dry_run)
         migration.refusals.extend(_live_members(admin, group, timeout))
@@ -455,27 +457,6 @@ def _partitions(known: dict, topics: collections.abc.Iterable[str]
                 ) -> list[Key]:
     return [(topic, partition) for topic in sorted(topics)
             for partition in sorted(known.get(topic, ()))]
-
-
-def _kafka_offsets(admin, group: str, keys: list[Key], timeout: float
-                   ) -> dict[Key, int]:
-    found: dict[Key, int] = {}
-    for topic in sorted(set(t for t, _ in keys)):
-        found.update((key, offset) for key, offset in
-                     admin.committed_offsets(group, topic,
-                                             timeout=timeout).items()
-                     if offset is not None)
-    return found
-
-
-def _logs(admin, keys: list[Key], timeout: float
-          ) -> dict[Key, tuple[int, int]]:
-    if not keys:
-        return {}
-    starts = admin.list_offsets({k: -2 for k in keys}, timeout)
-    ends = admin.list_offsets({k: -1 for k in keys}, timeout)
-    return {key: (starts[key], ends[key]) for key in keys
-            if isinstance(starts[key], int) and isinstance(ends[key], int)}
 
 
 def _live_members(admin, group: str, timeout: float) -> list[str]:
