@@ -519,7 +519,12 @@ def test_a_hung_reader_leaves_its_group_and_joins_again(
         produce(bootstrap_servers, topic, ['b%d' % i for i in range(400)])
         waiting.until(lambda: members['hung'].assignment(), 60,
                       'the member back in the group')
-        produce(bootstrap_servers, topic, ['c%d' % i for i in range(400)])
+        # Keyed, so that every partition, the hung one's too, has some:
+        # unkeyed, a burst like this sticks to one partition.
+        with kafka.KafkaProducer(bootstrap_servers) as producer:
+            for i in range(400):
+                producer.publish(topic, 'c%d' % i, key=i)
+            assert producer.flush(60) == 0
         waiting.until(lambda: {v for c in seen.values() for v in c} >=
                       {b'%s%d' % (k, i) for k in (b'b', b'c')
                        for i in range(400)}, 60, 'everything after read')
