@@ -24,7 +24,10 @@
 
 A commit that does not happen for a reason that passes raises
 :class:`~monasca_common.confluent_kafka.offsets.CommitDeferred`; its
-offsets stay pending for the next commit.
+offsets stay pending for the next commit. Those Kafka itself turned away
+(a rebalance, the coordinator moving) are also sent again by the member
+thread, a second later and then less and less often, for as long as the
+partitions stay owned and no newer commit covers them.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class Committer:
         self._timeout = commit_timeout
         self._deliver_first = deliver_before_commit
         self._failures_seen = published.failures()
+        self.retries = offset_ledger.CommitRetries()
         self._logged: dict[str, float] = {}
         #: Commits Kafka took, and commits that did not happen (deferred
         #: or refused), since the start.
@@ -82,6 +86,11 @@ class Committer:
             return []
         try:
             return self._commit(member, pending, revoking, asynchronous)
+        except offset_ledger.CommitDeferred as exc:
+            self.failed += 1
+            if not revoking:
+                self.retries.add(exc.partitions, time.monotonic())
+            raise
         except Exception:
             self.failed += 1
             raise
@@ -91,9 +100,11 @@ class Committer:
         if self._deliver_first:
             self._await_outputs(member, pending, deadline, revoking)
         offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
+        self.retries.superseded(pending)
         future = member.commit(offsets, asynchronous)
         if asynchronous:
-            future.add_done_callback(self._settle_later)
+            future.add_done_callback(
+                lambda future: self._settle_later(offsets, future))
             return offsets
         try:
             result = future.result(max(0.0, deadline - time.monotonic()))
@@ -114,12 +125,38 @@ class Committer:
         self.last_done = time.monotonic()
         return done
 
-    def _settle_later(self, future) -> None:
+    def _settle_later(self, offsets: list, future,
+                      retried: bool = False) -> None:
         try:
             self._settle(future.result())
         except Exception as exc:
             self.failed += 1
-            self.log_once('async', 'Kafka asynchronous commit: %s', exc)
+            if isinstance(exc, confluent_kafka.KafkaException):
+                exc = offset_ledger.commit_error(exc.args[0], offsets)
+            if isinstance(exc, offset_ledger.CommitDeferred):
+                self.retries.add(exc.partitions, time.monotonic())
+            self.log_once('retry' if retried else 'async',
+                          'Kafka asynchronous commit: %s', exc)
+        else:
+            if retried:
+                self.retries.succeeded()
+                LOG.info('Kafka took the commit of %s it had turned away '
+                         'before', offset_ledger.describe(offsets))
+
+    def retry_refused(self, member) -> None:
+        """On the member thread: send again what Kafka turned away, if due."""
+        again = self.retries.take(time.monotonic(), member.assigned,
+                                  self._ledger.committed)
+        if not again:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in again.items()]
+        member.commit(offsets, asynchronous=True).add_done_callback(
+            lambda future: self._settle_later(offsets, future, True))
+
+    def forget(self, keys) -> None:
+        """The partitions left the assignment."""
+        self._ledger.forget(keys)
+        self.retries.superseded(keys)
 
     def _await_outputs(self, member, pending, deadline, revoking) -> None:
         unreported = published.await_delivery(deadline)

@@ -187,7 +187,8 @@ class KafkaConsumer(_client.Client):
         if self._member is None:
             self._member = group_member.GroupMember(
                 self._consumer, self._topics, self._revoke_timeout,
-                self._needs_reader, self._max_poll_interval)
+                self._needs_reader, self._max_poll_interval,
+                self._committer.retry_refused)
         return self._member
 
     def _needs_reader(self, keys) -> bool:
@@ -343,7 +344,7 @@ class KafkaConsumer(_client.Client):
     def _release(self, revocation) -> None:
         if revocation.abandoned:
             # Lost, not revoked: another member may own them already.
-            self._ledger.forget(revocation.keys)
+            self._committer.forget(revocation.keys)
             return
         if self._repartition_callback is not None:
             try:
@@ -356,7 +357,7 @@ class KafkaConsumer(_client.Client):
             LOG.error('Kafka commit on revoke failed: %s; what was handed of '
                       '%s since will come again to its new owner', exc,
                       offset_ledger.describe(revocation.partitions))
-        self._ledger.forget(revocation.keys)
+        self._committer.forget(revocation.keys)
 
     # -- committing ---------------------------------------------------------
 

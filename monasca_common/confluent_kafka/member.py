@@ -61,6 +61,7 @@ LOG = logging.getLogger(__name__)
 
 KafkaError = confluent_kafka.KafkaError
 Key = typing.Tuple[str, int]
+RetryCommits = typing.Callable[['GroupMember'], None]
 
 # One poll waits at most this long, so a job waits at most this long too:
 # briefly while messages come and commits are made (a service committing
@@ -102,12 +103,16 @@ class GroupMember:
     :param max_idle: seconds the reading thread may take no message while
         messages wait before the member leaves the group
         (``max.poll.interval.ms``).
+    :param retry_commits: ``retry_commits(member)``, called on the member
+        thread twice a second between polls, to send again commits Kafka
+        turned away.
     """
 
     def __init__(self, consumer: confluent_kafka.Consumer, topics: list,
                  revoke_timeout: float,
                  needs_reader: typing.Callable[[set], bool],
-                 max_idle: float = 300.0):
+                 max_idle: float = 300.0,
+                 retry_commits: RetryCommits | None = None):
         self.consumer = consumer
         self.topics = topics
         self.revoke_timeout = revoke_timeout
@@ -116,6 +121,7 @@ class GroupMember:
         #: taking messages; None while it is in the group.
         self.left_at: float | None = None
         self._needs_reader = needs_reader
+        self._retry_commits = retry_commits
         #: Messages fetched, not yet taken by the reading thread.
         self.buffer: collections.deque = collections.deque()
         #: Revocations for the reading thread, oldest first.
@@ -292,6 +298,12 @@ class GroupMember:
             if now - self._watched >= _WATCH_EVERY:
                 self._watched = now
                 self._watch_reader(now)
+                if self._retry_commits is not None:
+                    try:
+                        self._retry_commits(self)
+                    except Exception:
+                        LOG.exception('Kafka consumer: sending a commit '
+                                      'again failed')
             if self.flow.statistics_waiting:
                 self.flow.assign_stuck_again()
             if self.flow.too_full(len(buffer), bool(self._commits)):

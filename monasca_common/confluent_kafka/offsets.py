@@ -23,11 +23,14 @@ the assignment (revoked or lost) is forgotten.
 what was taken and says whether what was not will pass (a rebalance, the
 coordinator moving: :class:`CommitDeferred`) or not
 (:class:`~monasca_common.confluent_kafka.errors.CommitFailedError`).
+:class:`CommitRetries` keeps what Kafka turned away, to send it again
+once the group has settled.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import threading
 import typing
 
 import confluent_kafka
@@ -89,6 +92,71 @@ def commit_error(err: KafkaError, offsets: list) -> Exception:
     return errors.CommitFailedError('Kafka commit of %s failed: %s'
                                     % (describe(offsets), err.str()),
                                     partitions)
+
+
+class CommitRetries:
+    """Offsets Kafka turned away for a reason that passes, to send again.
+
+    Kafka's own advice for a commit refused while the group rebalances:
+    once the rebalance is over, commit again the offsets of the partitions
+    still owned. Without it a service that commits after its last message
+    and then waits for more would leave that commit undone until its next
+    one: a restart meanwhile reads those messages twice.
+
+    Only offsets Kafka itself refused come here (a commit held back
+    because published messages are not yet in Kafka does not). A commit
+    the service sends later for the same partitions supersedes them; a
+    partition leaving the assignment drops them. The first retry waits
+    ``first_wait`` seconds, then each refusal in a row doubles the wait up
+    to ``longest_wait``.
+    """
+
+    def __init__(self, first_wait: float = 1.0, longest_wait: float = 30.0):
+        self._first_wait = self._wait = first_wait
+        self._longest_wait = longest_wait
+        self._offsets: dict[Key, int] = {}
+        self._due: float | None = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def add(self, partitions: list, now: float) -> None:
+        """Kafka refused ``(topic, partition, offset, error)`` commits."""
+        with self._lock:
+            for topic, partition, offset, err in partitions:
+                if err is None or not passes(err):
+                    continue
+                key = (topic, partition)
+                if offset > self._offsets.get(key, -1):
+                    self._offsets[key] = offset
+            if self._offsets and self._due is None:
+                self._due = now + self._wait
+                self._wait = min(self._wait * 2, self._longest_wait)
+
+    def superseded(self, keys: typing.Iterable[Key]) -> None:
+        """A newer commit of these partitions goes to Kafka, or they left."""
+        if not self._offsets:  # each commit calls this: keep it cheap
+            return
+        with self._lock:
+            for key in keys:
+                self._offsets.pop(key, None)
+
+    def take(self, now: float, owned: collections.abc.Container[Key],
+             committed: typing.Callable[[Key], int | None]
+             ) -> dict[Key, int]:
+        """The offsets to send again now: due, owned, not yet committed."""
+        if self._due is None or now < self._due:
+            return {}
+        with self._lock:
+            self._due = None
+            offsets, self._offsets = self._offsets, {}
+        return {key: offset for key, offset in offsets.items()
+                if key in owned and offset > (committed(key) or -1)}
+
+    def succeeded(self) -> None:
+        """A retry went through: the next refusal waits the least again."""
+        self._wait = self._first_wait
 
 
 class OffsetLedger:

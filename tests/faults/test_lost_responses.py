@@ -19,7 +19,6 @@ proves the responses really were lost after the broker stored the data.
 """
 
 import collections
-import os
 import time
 
 from confluent_kafka import admin as kafka_admin
@@ -29,28 +28,11 @@ from monasca_common import kafka
 from tests import conftest
 from tests.faults import proxy as kafka_proxy
 from tests import waiting
-from tools import kafka_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 MESSAGES = 20000
 BULK = 500
-
-
-@pytest.fixture(scope='module')
-def proxied():
-    """A broker advertising a proxy's address: all traffic crosses it."""
-    if os.environ.get('KAFKA_BOOTSTRAP_SERVERS'):
-        pytest.skip('the broker must advertise the test proxy')
-    cluster = kafka_broker.KafkaCluster(1, heap='384m')
-    node = cluster.nodes[0]
-    proxy = kafka_proxy.KafkaProxy(node.port)
-    cluster.advertised[node.node_id] = proxy.address
-    conftest._started_clusters.append(cluster)
-    cluster.start()
-    yield cluster, proxy
-    proxy.close()
-    cluster.stop()
 
 
 def run(cluster, proxy, policy, **config):

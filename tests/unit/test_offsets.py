@@ -147,3 +147,60 @@ def test_pause_resumes_after_the_handed_or_at_the_committed():
     ledger.record_commit([(('t', 1), 30)])
     assert ledger.next_offsets([('t', 0), ('t', 1), ('t', 2)]) == {
         ('t', 0): 5, ('t', 1): 30}
+
+
+def refused(code, *offsets_by_partition):
+    err = confluent_kafka.KafkaError(code)
+    return [('t', p, o, err) for p, o in offsets_by_partition]
+
+
+def test_refused_offsets_are_sent_again_once_due():
+    retries = offsets.CommitRetries(first_wait=1.0, longest_wait=4.0)
+    retries.add(refused(confluent_kafka.KafkaError.REBALANCE_IN_PROGRESS,
+                        (0, 5), (1, 7)), now=100.0)
+    assert len(retries) == 2
+    owned = {('t', 0), ('t', 1)}
+    assert retries.take(100.9, owned, lambda key: None) == {}
+    assert retries.take(101.0, owned, lambda key: None) == {
+        ('t', 0): 5, ('t', 1): 7}
+    assert len(retries) == 0
+    assert retries.take(200.0, owned, lambda key: None) == {}
+
+
+def test_each_refusal_in_a_row_waits_twice_as_long_up_to_the_longest():
+    retries = offsets.CommitRetries(first_wait=1.0, longest_wait=3.0)
+    code = confluent_kafka.KafkaError.NOT_COORDINATOR
+    now, waits = 0.0, []
+    for _ in range(4):
+        retries.add(refused(code, (0, 5)), now)
+        due = now
+        while not retries.take(due, {('t', 0)}, lambda key: None):
+            due += 0.5
+        waits.append(due - now)
+        now = due
+    assert waits == [1.0, 2.0, 3.0, 3.0]
+    retries.succeeded()
+    retries.add(refused(code, (0, 6)), now)
+    assert retries.take(now + 1.0, {('t', 0)}, lambda key: None) == {
+        ('t', 0): 6}
+
+
+def test_only_what_kafka_refused_for_a_passing_reason_is_kept():
+    retries = offsets.CommitRetries()
+    retries.add([('t', 0, 5, None)], 0.0)  # held back: outputs not in Kafka
+    retries.add(refused(confluent_kafka.KafkaError.OFFSET_METADATA_TOO_LARGE,
+                        (1, 3)), 0.0)
+    assert len(retries) == 0
+    assert retries.take(100.0, {('t', 0), ('t', 1)}, lambda key: None) == {}
+
+
+def test_a_newer_commit_a_lost_partition_or_kafka_having_it_drops_a_retry():
+    retries = offsets.CommitRetries()
+    retries.add(refused(confluent_kafka.KafkaError.ILLEGAL_GENERATION,
+                        (0, 5), (1, 7), (2, 9), (3, 4)), 0.0)
+    retries.add(refused(confluent_kafka.KafkaError.ILLEGAL_GENERATION,
+                        (3, 2)), 0.0)  # an older offset never wins
+    retries.superseded([('t', 0)])
+    committed = {('t', 2): 9}
+    assert retries.take(10.0, {('t', 0), ('t', 2), ('t', 3)},
+                        committed.get) == {('t', 3): 4}
