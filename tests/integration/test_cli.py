@@ -194,3 +194,15 @@ def test_scale_consumer_group_reads_every_message_once(bootstrap_servers):
     assert len(shares) == 2 and sum(shares) == 20000 and min(shares) > 0
     assert 19000 <= result.messages <= 20000 and result.seconds > 0
     assert result.cpu > 0
+
+
+def test_healthcheck_names_a_bad_property_not_the_url():
+    out = cli('-X', 'bogus.from.cli=1', 'healthcheck', '-b', '127.0.0.1:9',
+              timeout=60)
+    assert out.returncode == 1
+    assert 'invalid Kafka client configuration' in out.stdout
+    assert 'bogus.from.cli' in out.stdout
+    assert 'URL' not in out.stdout
+    out = cli('healthcheck', '-b', 'no-port-here', timeout=60)
+    assert out.returncode == 1
+    assert 'Kafka URL invalid' in out.stdout

@@ -27,6 +27,7 @@ imported.
 from oslo_config import cfg
 from oslo_log import log
 
+from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
 from monasca_common.healthcheck import opts
 from monasca_common.healthcheck import result
@@ -51,11 +52,14 @@ class KafkaHealthCheck:
         group = self._conf.kafka_healthcheck
         url = group.kafka_url
         try:
+            kafka_config.bootstrap_servers(url)
+        except errors.ConfigurationError as exc:
+            return self._unhealthy('Kafka URL invalid: %s' % exc)
+        try:
             kafka = admin.KafkaAdmin(url, group.timeout)
         except errors.ConfigurationError as exc:
-            LOG.error('Kafka health check: %s', exc)
-            return result.HealthCheckResult(
-                healthy=False, message='Kafka URL invalid: %s' % exc)
+            # The URL is fine: a [kafka_client] option or property is not.
+            return self._unhealthy('Kafka: %s' % exc)
         try:
             missing = kafka.missing_topics(group.kafka_topics)
         except errors.KafkaClientError as exc:
@@ -67,7 +71,10 @@ class KafkaHealthCheck:
         finally:
             kafka.close()
         if missing:
-            message = 'Kafka: Topic %s not found' % missing[0]
-            LOG.error(message)
-            return result.HealthCheckResult(healthy=False, message=message)
+            return self._unhealthy('Kafka: Topic %s not found' % missing[0])
         return result.HealthCheckResult(healthy=True, message='OK')
+
+    @staticmethod
+    def _unhealthy(message: str) -> result.HealthCheckResult:
+        LOG.error('Kafka health check: %s', message)
+        return result.HealthCheckResult(healthy=False, message=message)
