@@ -14,11 +14,14 @@
 
 1. Take from the offset ledger what the commit covers (handed out since
    the last commit, in partitions still owned).
-2. Wait until Kafka has what the process published before it (see
-   :mod:`~monasca_common.confluent_kafka.published`). If an output failed
-   since the last commit, commit nothing and rewind the partitions to
-   their committed offsets: what was read since is read, and its outputs
-   published, again.
+2. Wait until Kafka has the outputs that belong to the commit: what the
+   threads reading the consumer published before it (see
+   :mod:`~monasca_common.confluent_kafka.published`). If one of them
+   failed since the last commit for a reason that passes, commit nothing
+   and rewind the partitions to their committed offsets: what was read
+   since is read, and its outputs published, again. A permanent failure
+   (too large, unknown topic, not authorized) is logged once, naming the
+   message, and the commit goes on.
 3. Have the member thread commit, synchronously, within ``commit_timeout``,
    and settle the answer in the ledger.
 
@@ -35,9 +38,11 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
+import weakref
 
 import confluent_kafka
 
+from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import offsets as offset_ledger
 from monasca_common.confluent_kafka import published
 
@@ -62,8 +67,13 @@ class Committer:
         self._ledger = ledger
         self._timeout = commit_timeout
         self._deliver_first = deliver_before_commit
-        self._failures_seen = published.failures()
+        # Transient failures seen per scope, at the last commit.
+        self._failures_seen: weakref.WeakKeyDictionary = \
+            weakref.WeakKeyDictionary()
+        self._readers: weakref.WeakSet = weakref.WeakSet()
         self.retries = offset_ledger.CommitRetries()
+        #: Outputs that failed for good, reported by a commit.
+        self.poison = 0
         self._logged: dict[str, float] = {}
         #: Commits Kafka took, and commits that did not happen (deferred
         #: or refused), since the start.
@@ -158,8 +168,35 @@ class Committer:
         self._ledger.forget(keys)
         self.retries.superseded(keys)
 
+    def reading(self) -> None:
+        """The calling thread reads the consumer: its outputs count."""
+        outputs = published.thread_outputs()
+        if outputs not in self._readers:
+            self._readers.add(outputs)
+            self._failures_seen[outputs] = outputs.transient
+
+    def _scopes(self) -> list[published.Outputs]:
+        scopes = [published.PROCESS, published.thread_outputs()]
+        scopes.extend(s for s in list(self._readers) if s is not scopes[1])
+        for outputs in scopes:
+            self._failures_seen.setdefault(outputs, outputs.transient)
+        return scopes
+
+    def _report_poison(self, scopes) -> None:
+        for outputs in scopes:
+            for failure in outputs.take_permanent():
+                self.poison += 1
+                value = failure.value or b''
+                LOG.error(
+                    'Kafka: an output can never be delivered (%s), to topic '
+                    '%s: %d bytes, starting %r. The input it came from is '
+                    'committed: reading it again would fail the same way.',
+                    errors.explain(failure.error), failure.topic,
+                    len(value), value[:60])
+
     def _await_outputs(self, member, pending, deadline, revoking) -> None:
-        unreported = published.await_delivery(deadline)
+        scopes = self._scopes()
+        unreported = published.await_delivery(scopes, deadline)
         described = ', '.join('%s[%d]' % key for key in pending)
         partitions = [(t, p, o, None) for (t, p), o in pending.items()]
         if unreported:
@@ -167,10 +204,13 @@ class Committer:
                 'outputs', 'Kafka commit of %s waits: %d messages the process '
                 'published before it are not yet in Kafka; the offsets stay '
                 'pending' % (described, unreported), partitions)
-        failures = published.failures()
-        if failures == self._failures_seen:
+        self._report_poison(scopes)
+        changed = [s for s in scopes
+                   if s.transient != self._failures_seen.get(s)]
+        if not changed:
             return
-        self._failures_seen = failures
+        for outputs in changed:
+            self._failures_seen[outputs] = outputs.transient
         if not revoking:
             self._rewind(member, pending)
         raise offset_ledger.CommitDeferred(

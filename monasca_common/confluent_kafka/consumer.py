@@ -42,6 +42,7 @@ from monasca_common.confluent_kafka import _client
 from monasca_common.confluent_kafka import committing
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import lag
 from monasca_common.confluent_kafka import member as group_member
 from monasca_common.confluent_kafka import metrics as client_metrics
 from monasca_common.confluent_kafka import offsets as offset_ledger
@@ -91,10 +92,14 @@ class KafkaConsumer(_client.Client):
         commit. ``'raise'``: such a commit raises
         :class:`CommitFailedError` (the offsets stay pending all the same).
     :param deliver_before_commit: wait, before each commit, until Kafka
-        has everything this process published through this library (a
-        commit never covers an input whose output is not in Kafka). If an
-        output failed, nothing is committed and the partitions read since
-        the last commit are read again from it.
+        has the outputs that belong to it: what the threads reading this
+        consumer (and the one committing) published through this library,
+        and what producers with ``commit_barrier='process'`` published (a
+        commit never covers an input whose output is not in Kafka). If
+        such an output failed for a reason that passes, nothing is
+        committed and the partitions read since the last commit are read
+        again from it; one that fails for good (too large, unknown topic,
+        not authorized) is logged once, naming it, and the commit goes on.
     :param revoke_timeout: longest wait, in seconds, for the reading thread
         to come back and release partitions a rebalance takes away
         (``max.poll.interval.ms`` by default, 300 s).
@@ -107,7 +112,9 @@ class KafkaConsumer(_client.Client):
         for 15 s while its statistics show its fetch stuck (never started,
         or below the high watermark with nothing queued) is assigned
         again; 0 turns that off. A ``stats_cb`` of the caller still gets
-        every report.
+        every report. ``queued.max.messages.kbytes`` (64 MiB by default)
+        bounds, besides librdkafka's queue, the messages fetched that the
+        service has not taken yet (at most 10,000 of them too).
     :param metrics_reporter: a :class:`StatsdReporter` that sends
         :meth:`metrics` every interval; by default the one
         ``[kafka_metrics] statsd_address`` configures, if any.
@@ -178,6 +185,7 @@ class KafkaConsumer(_client.Client):
                                 _STATISTICS_INTERVAL_MS)
         self._consumer = _client.create(confluent_kafka.Consumer,
                                         self._config)
+        self._lag = lag.LagQuestion(self._config, self._config['group.id'])
         # The group is joined on first read, not here: a consumer built
         # before fork() and read only in the children must not hold the
         # group's partitions from a parent that never polls.
@@ -188,7 +196,9 @@ class KafkaConsumer(_client.Client):
             self._member = group_member.GroupMember(
                 self._consumer, self._topics, self._revoke_timeout,
                 self._needs_reader, self._max_poll_interval,
-                self._committer.retry_refused)
+                self._committer.retry_refused,
+                1024 * kafka_config.int_property(
+                    self._config, 'queued.max.messages.kbytes', 65536))
         return self._member
 
     def _needs_reader(self, keys) -> bool:
@@ -218,6 +228,7 @@ class KafkaConsumer(_client.Client):
         """Yield messages until :meth:`stop` (or :meth:`close`)."""
         self._check_usable()
         member = self._join()
+        self._committer.reading()
         self._last_commit = time.monotonic()
         # Locals: this loop is the per-message cost of every service.
         buffer = member.buffer
@@ -270,11 +281,15 @@ class KafkaConsumer(_client.Client):
             raise ValueError('max_messages must be a positive int, got %r'
                              % (max_messages,))
         member = self._join()
+        self._committer.reading()
         self._check_commit_interval()
         if member.revocations:
             member.serve_revocations(self._release)
         if not member.buffer:
             self._wait_for_messages(member, self._wait_time(timeout))
+            if self._closed:
+                return []
+            self._stop = False  # a stop() ends this call, not the next
             if member.revocations:
                 member.serve_revocations(self._release)
         buffer = member.buffer
@@ -290,12 +305,22 @@ class KafkaConsumer(_client.Client):
         return batch
 
     def stop(self) -> None:
-        """End the iteration at its next turn (at most ``poll_timeout``).
+        """End the iteration, or a waiting ``consume_batch``, now.
 
-        Only sets a flag: safe from a signal handler or another thread,
-        and before the iteration starts (it then ends at once).
+        Safe from a signal handler or another thread, and before the
+        iteration starts (it then ends at once). A ``consume_batch`` it
+        wakes returns what is there; the next one waits again.
         """
         self._stop = True
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        member = self._member
+        if member is not None:
+            # The condition's lock is reentrant: a signal handler that
+            # interrupts the reading thread inside it may take it again.
+            with member.ready:
+                member.ready.notify_all()
 
     def _wait_time(self, limit: float | None = None) -> float:
         """How long one wait for messages may last.
@@ -322,7 +347,7 @@ class KafkaConsumer(_client.Client):
             member.refusal = None
         if fatal is not None:
             raise errors.ConsumerError('Kafka consumer error: %s'
-                                       % fatal.str())
+                                       % errors.explain(fatal))
         if refusal is not None:
             raise errors.ConsumerError(
                 'Kafka at %s refused the consumer: %s'
@@ -439,10 +464,12 @@ class KafkaConsumer(_client.Client):
         partition (end minus committed offset; everything Kafka holds
         when nothing is committed) comes from librdkafka's statistics
         while they are on and recent; otherwise Kafka is asked, within
-        ``timeout`` seconds (no lag figures if it does not answer). See
+        ``timeout`` seconds, by a client apart from the one that reads (no
+        lag figures if it does not answer; with ``timeout`` 0, the last
+        answer). An answer serves every caller for 5 s. See
         ``doc/source/metrics.rst`` for every name.
         """
-        timeout = kafka_config.check_timeout('timeout', timeout)
+        timeout = kafka_config.check_timeout('timeout', timeout, zero=True)
         member = self._member
         committer = self._committer
         counts: dict[str, float] = {
@@ -475,20 +502,7 @@ class KafkaConsumer(_client.Client):
                 return found
         if not assigned or self._closed:
             return {}
-        keys = sorted(assigned)
-
-        def ask(consumer):
-            partitions = [TopicPartition(*key) for key in keys]
-            committed = {(tp.topic, tp.partition): tp.offset for tp in
-                         consumer.committed(partitions, timeout=timeout)}
-            return {key: consumer.get_watermark_offsets(
-                TopicPartition(*key), timeout=timeout, cached=False) +
-                (committed.get(key, -1),) for key in keys}
-        try:
-            return member.call(ask, timeout)
-        except Exception as exc:
-            LOG.debug('Kafka consumer: no offsets for the lag: %s', exc)
-            return {}
+        return self._lag.offsets(sorted(assigned), timeout)
 
     # -- closing ------------------------------------------------------------
 
@@ -504,7 +518,9 @@ class KafkaConsumer(_client.Client):
                 return
             self._closed = True
             self._stop = True
+            self._wake_reader()
             self._stop_reporting()
+            self._lag.close()
             if self._pid != os.getpid():
                 # The parent's: never destroy it here (see _client).
                 _client.abandon_inherited(self._consumer)

@@ -72,7 +72,7 @@ class PublishResult:
 
     __slots__ = ('topic', 'queued', 'not_queued', 'delivered', 'failed',
                  'successes_reported', '_sealed', '_complete', '_event',
-                 '_ledger')
+                 '_ledger', '_outputs')
 
     def __init__(self, topic: str, successes_reported: bool = True,
                  ledger: DeliveryLedger | None = None):
@@ -87,6 +87,8 @@ class PublishResult:
         # Created only for a caller that waits: most never do.
         self._event: threading.Event | None = None
         self._ledger = ledger
+        # The scope a commit waits on (see published.py), if any.
+        self._outputs: published.Outputs | None = None
 
     @property
     def reported(self) -> int:
@@ -155,6 +157,8 @@ class PublishResult:
                 self._event.set()
         if self._ledger is not None:
             self._ledger.unfinished.pop(self, None)
+        if self._outputs is not None:
+            self._outputs.unfinished.pop(self, None)
 
     def __repr__(self) -> str:
         return ('<PublishResult topic=%r queued=%d delivered=%d failed=%d '
@@ -239,12 +243,19 @@ class DeliveryLedger:
         self._drained = threading.Condition(threading.Lock())
         self._drain_waiters = 0
 
-    def open(self, topic: str) -> PublishResult:
-        """A result for a new call, counted unfinished until complete."""
+    def open(self, topic: str, outputs: published.Outputs | None = None
+             ) -> PublishResult:
+        """A result for a new call, counted unfinished until complete.
+
+        :param outputs: the scope whose commits wait for the call.
+        """
         result = PublishResult(topic, self.successes_reported,
                                self if self.successes_reported else None)
         if self.successes_reported:
             self.unfinished[result] = None
+            if outputs is not None:
+                result._outputs = outputs
+                outputs.unfinished[result] = None
         return result
 
     def seal(self, result: PublishResult, queued: int,
@@ -276,7 +287,8 @@ class DeliveryLedger:
 
     def reporter(self, result: PublishResult,
                  callback: DeliveryCallback | None = None,
-                 owner: object = None):
+                 owner: object = None,
+                 outputs: published.Outputs | None = None):
         """The delivery callback for the messages of ``result``'s call.
 
         Kept flat: it is the per-message cost of reporting. It holds
@@ -296,10 +308,12 @@ class DeliveryLedger:
                     self.refusal = None
             else:
                 self.failed += 1
-                published.note_failure()
                 self.failures.note(msg.topic(), err)
-                failed.append(errors.FailedMessage(msg.topic(), msg.value(),
-                                                   msg.key(), err))
+                failure = errors.FailedMessage(msg.topic(), msg.value(),
+                                               msg.key(), err)
+                failed.append(failure)
+                if outputs is not None:
+                    outputs.failed(failure)
             if callback is not None:
                 call_safely(callback, err, msg)
             if producer_callback is not None:

@@ -66,7 +66,51 @@ _HINTS = {
         'client were kept), which an idempotent producer cannot write: '
         'remove that setting once no legacy client reads the topic, or set '
         'enable.idempotence=false',
+    # A group the broker will not let the consumer join as configured:
+    # librdkafka would ask again and again, never reading.
+    confluent_kafka.KafkaError.INVALID_SESSION_TIMEOUT:
+        'session.timeout.ms (the consumer\'s timeout) must lie within the '
+        'broker\'s group.min.session.timeout.ms and '
+        'group.max.session.timeout.ms (6,000 and 1,800,000 ms by default)',
+    confluent_kafka.KafkaError.INCONSISTENT_GROUP_PROTOCOL:
+        'partition.assignment.strategy (or group.protocol) differs from that '
+        'of the members already in the group; all members must share one',
+    confluent_kafka.KafkaError.INVALID_GROUP_ID:
+        'the broker does not accept this group.id',
+    confluent_kafka.KafkaError.UNSUPPORTED_ASSIGNOR:
+        'group.remote.assignor names an assignor the broker does not offer '
+        '(its group.consumer.assignors)',
+    confluent_kafka.KafkaError.GROUP_MAX_SIZE_REACHED:
+        'the group already has as many members as the broker\'s '
+        'group.max.size allows',
 }
+
+_K = confluent_kafka.KafkaError
+#: Delivery failures that publishing the same message again meets again.
+PERMANENT_DELIVERY = frozenset((
+    _K.MSG_SIZE_TOO_LARGE, _K.RECORD_LIST_TOO_LARGE,
+    _K.INVALID_RECORD, _K.INVALID_MSG, _K.INVALID_MSG_SIZE,
+    _K.INVALID_TIMESTAMP, _K._INVALID_ARG, _K._BAD_MSG,
+    _K.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+    _K._UNKNOWN_TOPIC, _K._UNKNOWN_PARTITION, _K.UNKNOWN_TOPIC_OR_PART,
+    _K.TOPIC_EXCEPTION, _K.POLICY_VIOLATION,
+    _K.TOPIC_AUTHORIZATION_FAILED, _K.CLUSTER_AUTHORIZATION_FAILED,
+))
+
+
+def is_permanent(err: confluent_kafka.KafkaError) -> bool:
+    """A delivery failure that publishing the message again meets again."""
+    return err.code() in PERMANENT_DELIVERY
+
+
+#: Errors joining a group that only a change of configuration mends.
+MISCONFIGURED_GROUP = frozenset((
+    confluent_kafka.KafkaError.INVALID_SESSION_TIMEOUT,
+    confluent_kafka.KafkaError.INCONSISTENT_GROUP_PROTOCOL,
+    confluent_kafka.KafkaError.INVALID_GROUP_ID,
+    confluent_kafka.KafkaError.UNSUPPORTED_ASSIGNOR,
+    confluent_kafka.KafkaError.GROUP_MAX_SIZE_REACHED,
+))
 
 
 def explain(err: confluent_kafka.KafkaError) -> str:

@@ -16,9 +16,11 @@ Three reasons to stop fetching a partition, or to fetch it again, apart
 from the group's rebalances (:mod:`~monasca_common.confluent_kafka.member`):
 
 * the service paused it (``KafkaConsumer.pause``);
-* the reading thread fell behind: the buffer stayed full, so fetching
-  stops until the reader has taken most of it, while polling (and so the
-  group's rebalances) goes on;
+* the reading thread fell behind: the buffer stayed full (10,000
+  messages, or ``queued.max.messages.kbytes`` of them: librdkafka's bound
+  on what it fetches ahead, 64 MiB by default), so fetching stops until
+  the reader has taken most of it, while polling (and so the group's
+  rebalances) goes on;
 * librdkafka's statistics show its fetch stuck while Kafka has messages
   for it (see :mod:`~monasca_common.confluent_kafka.fetching`): it is
   assigned again.
@@ -60,12 +62,17 @@ class FlowControl:
     :param consumer: the librdkafka consumer.
     :param assigned: the member's set of assigned (topic, partition) keys,
         kept up to date by the member.
+    :param max_bytes: bytes of messages the buffer may hold, reckoned from
+        their mean size.
     """
 
     def __init__(self, consumer: confluent_kafka.Consumer,
-                 assigned: set[Key]):
+                 assigned: set[Key], max_bytes: int = 64 * 1024 * 1024):
         self.consumer = consumer
         self.assigned = assigned
+        self.max_bytes = max_bytes
+        #: Mean size of the messages fetched lately, in bytes.
+        self.mean_size = 0.0
         self.paused_by_user: set[Key] = set()
         self.paused_by_stall: set[Key] = set()
         self.stalled = False
@@ -90,18 +97,26 @@ class FlowControl:
             self.consumer.resume([confluent_kafka.TopicPartition(*k)
                                   for k in keys])
 
-    def too_full(self, size: int, commits_waiting: bool) -> bool:
+    def fetched(self, count: int, size: int) -> None:
+        """``count`` messages of ``size`` bytes in all went to the buffer."""
+        mean = size / count
+        self.mean_size = (self.mean_size + mean) / 2 if self.mean_size \
+            else mean
+
+    def too_full(self, count: int, commits_waiting: bool) -> bool:
         """Whether to skip polling; stops fetching on a real stall.
 
         A reader that keeps up takes a full buffer within moments; one that
         does not (a service busy or asleep) must still have its rebalances
         served, so fetching stops and polling goes on.
         """
-        if size < _HIGH or commits_waiting:
+        size = count * self.mean_size
+        if (count < _HIGH and size < self.max_bytes) or commits_waiting:
             # A commit's answer queues behind the messages librdkafka
             # fetched before it: polling goes on until it comes.
             self._full_since = None
-            if self.stalled and size <= _LOW:
+            if self.stalled and count <= _LOW and \
+                    size <= self.max_bytes / 5:
                 self.stalled = False
                 keys = (self.paused_by_stall & self.assigned) - \
                     self.paused_by_user

@@ -54,6 +54,7 @@ import typing
 
 import confluent_kafka
 
+from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import flow
 from monasca_common.confluent_kafka.offsets import describe
 
@@ -70,6 +71,7 @@ _POLL_WAIT = 0.05
 _POLL_WAIT_ACTIVE = 0.002
 _ACTIVE_FOR = 1.0
 _CHUNK = 500
+_JOBS_PER_TURN = 8
 # How often the member looks whether the reading thread still takes
 # messages.
 _WATCH_EVERY = 0.5
@@ -106,13 +108,15 @@ class GroupMember:
     :param retry_commits: ``retry_commits(member)``, called on the member
         thread twice a second between polls, to send again commits Kafka
         turned away.
+    :param buffer_bytes: bytes of fetched messages the buffer may hold.
     """
 
     def __init__(self, consumer: confluent_kafka.Consumer, topics: list,
                  revoke_timeout: float,
                  needs_reader: typing.Callable[[set], bool],
                  max_idle: float = 300.0,
-                 retry_commits: RetryCommits | None = None):
+                 retry_commits: RetryCommits | None = None,
+                 buffer_bytes: int = 64 * 1024 * 1024):
         self.consumer = consumer
         self.topics = topics
         self.revoke_timeout = revoke_timeout
@@ -149,7 +153,7 @@ class GroupMember:
         self._active = 0.0
         self._assignment_changed = False
         #: Pauses, stalls and stuck fetches (see flow.py).
-        self.flow = flow.FlowControl(consumer, self.assigned)
+        self.flow = flow.FlowControl(consumer, self.assigned, buffer_bytes)
         self._taken_seen = -1
         self._taken_since = self._watched = time.monotonic()
         self._thread = threading.Thread(target=self._run,
@@ -176,8 +180,16 @@ class GroupMember:
         return future
 
     def call(self, job: typing.Callable, timeout: float):
-        """``submit`` and wait up to ``timeout`` for the result."""
-        return self.submit(job).result(timeout)
+        """``submit`` and wait up to ``timeout`` for the result.
+
+        A job not started by then is cancelled: nobody waits for it.
+        """
+        future = self.submit(job)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
 
     def commit(self, offsets: list,
                asynchronous: bool = False) -> concurrent.futures.Future:
@@ -218,9 +230,11 @@ class GroupMember:
             if not future.done():
                 future.set_exception(exc)
 
-    def _run_jobs(self) -> None:
-        while self._jobs:
-            self._run_job(*self._jobs.popleft())
+    def _run_jobs(self, most: int | None = None) -> None:
+        jobs = self._jobs
+        count = len(jobs) if most is None else min(most, len(jobs))
+        for _ in range(count):
+            self._run_job(*jobs.popleft())
 
     # -- flow control (jobs) -------------------------------------------------
 
@@ -293,7 +307,8 @@ class GroupMember:
         self._subscribe(consumer)
         buffer = self.buffer
         while not self._closing:
-            self._run_jobs()
+            # Bounded: however many threads hand it jobs, it polls too.
+            self._run_jobs(_JOBS_PER_TURN)
             now = time.monotonic()
             if now - self._watched >= _WATCH_EVERY:
                 self._watched = now
@@ -339,6 +354,7 @@ class GroupMember:
                         if (m.topic(), m.partition()) in assigned]
             if good:
                 self._active = time.monotonic()
+                self.flow.fetched(len(good), sum(map(len, good)))
                 with self.ready:
                     self.fetched += len(good)
                     buffer.extend(good)
@@ -394,8 +410,9 @@ class GroupMember:
         code = err.code()
         if code == KafkaError._PARTITION_EOF:
             return
-        if err.fatal() or code in _FATAL_CONSUME:
-            LOG.error('Kafka consumer fatal error: %s', err.str())
+        if (err.fatal() or code in _FATAL_CONSUME or
+                code in errors.MISCONFIGURED_GROUP):
+            LOG.error('Kafka consumer fatal error: %s', errors.explain(err))
             self.fatal = err
             with self.ready:
                 self.ready.notify_all()

@@ -34,6 +34,7 @@ import weakref
 import confluent_kafka
 
 from monasca_common.confluent_kafka import delivery
+from monasca_common.confluent_kafka import published
 from monasca_common.confluent_kafka import queueing
 
 LOG = logging.getLogger('monasca_common.confluent_kafka.producer')
@@ -72,6 +73,7 @@ class ReportPoller:
         return threading.current_thread() is self.thread
 
     def _serve(self, owner_ref) -> None:
+        published.serving_reports()
         ledger = self._ledger
         errors_only = not ledger.successes_reported
         while not self._stopping.is_set():

@@ -60,6 +60,8 @@ StatsdReporter = reporting.StatsdReporter
 Messages = typing.Union[str, bytes, collections.abc.Sequence]
 
 _getpid = os.getpid
+# How often a synchronous publish looks whether Kafka is away.
+_OUTAGE_CHECK_EVERY = 0.5
 
 
 class KafkaProducer(_client.Client):
@@ -93,6 +95,12 @@ class KafkaProducer(_client.Client):
     :param metrics_reporter: a :class:`StatsdReporter` that sends
         :meth:`metrics` every interval; by default the one
         ``[kafka_metrics] statsd_address`` configures, if any.
+    :param commit_barrier: whose commits wait until Kafka has what this
+        producer published (see ``deliver_before_commit`` of
+        :class:`KafkaConsumer`): ``'thread'`` (default) those of the
+        consumers read in the thread that published; ``'process'`` those
+        of every consumer of the process (publishing from a worker pool);
+        ``'none'`` nobody's (a reporter).
     :raises ConfigurationError: a property is unknown or invalid.
     """
 
@@ -105,11 +113,17 @@ class KafkaProducer(_client.Client):
                  block_timeout: float = 10.0,
                  delivery_reports: str = 'all',
                  metrics_reporter: reporting.StatsdReporter | None = None,
+                 commit_barrier: str = 'thread',
                  **config: typing.Any):
         if delivery_reports not in ('all', 'errors'):
             raise errors.ConfigurationError(
                 "delivery_reports must be 'all' or 'errors', got %r"
                 % (delivery_reports,))
+        if commit_barrier not in published.BARRIERS:
+            raise errors.ConfigurationError(
+                'commit_barrier must be one of %s, got %r'
+                % (', '.join(published.BARRIERS), commit_barrier))
+        self._barrier = commit_barrier
         config = kafka_config.with_options('producer', config)
         kafka_config.refuse(config, ('delivery.report.only.error',),
                             "set delivery_reports='errors' instead: the "
@@ -356,11 +370,14 @@ class KafkaProducer(_client.Client):
         try:
             # Opened only now: a call refused above must not hold up the
             # commits that wait for unfinished calls.
-            result = ledger.open(topic)
+            outputs = published.scope(self._barrier)
+            result = ledger.open(topic, outputs)
+            if outputs is not None and not self._successes_reported:
+                outputs.producers.add(self)
             try:
                 unqueued = self._queue.put(
                     topic, payloads, key,
-                    ledger.reporter(result, callback, self),
+                    ledger.reporter(result, callback, self, outputs),
                     time.monotonic() + timeout)
             except queueing.Refused as refused:
                 ledger.seal(result, refused.queued, refused.not_queued)
@@ -388,10 +405,37 @@ class KafkaProducer(_client.Client):
                         for p in unqueued],
                 not_queued=len(unqueued))
         if sync:
-            if not result.wait(timeout) and ledger.refusal is not None:
-                raise self._refused(ledger.refusal, 0)
+            self._await_delivery(result, timeout)
             result.raise_for_failures()
         return result
+
+    def _await_delivery(self, result: delivery.PublishResult,
+                        timeout: float) -> None:
+        """Wait for ``result``'s reports; raise if Kafka is away or refuses.
+
+        An outage that began while the call waited ends the wait once it
+        has lasted ``unavailable_after``: the old client raised as soon as
+        its connection was refused, and a service (a Spark job) acts on
+        that instead of waiting out a two-minute timeout.
+        """
+        deadline = time.monotonic() + timeout
+        ledger = self._ledger
+        while True:
+            left = deadline - time.monotonic()
+            if result.wait(min(left, _OUTAGE_CHECK_EVERY)) or left <= 0:
+                return
+            if ledger.refusal is not None:
+                raise self._refused(ledger.refusal, 0)
+            down_since = ledger.down_since
+            if (down_since is not None and self._unavailable_after and
+                    time.monotonic() - down_since >= self._unavailable_after):
+                undelivered = result.queued - result.reported
+                raise errors.PublishUnavailableError(
+                    'no Kafka broker reachable at %s for %.0f s; %d messages '
+                    'of the call not yet delivered stay queued and go if '
+                    'Kafka is back within message.timeout.ms'
+                    % (self._servers, time.monotonic() - down_since,
+                       undelivered))
 
     def _refused(self, err: confluent_kafka.KafkaError,
                  not_queued: int) -> errors.AuthenticationError:

@@ -624,6 +624,15 @@ _CONNECTION = ('bootstrap.servers', 'security.protocol', 'sasl.', 'ssl.',
                'enable.ssl.', 'enable.sasl.', 'https.')
 
 
+def admin_for(config: collections.abc.Mapping,
+              timeout: float = 10.0) -> KafkaAdmin:
+    """An admin client reaching Kafka as the client of ``config`` does."""
+    connection = {key: value for key, value in config.items()
+                  if key.startswith(_CONNECTION)}
+    servers = connection.pop('bootstrap.servers')
+    return KafkaAdmin(servers, timeout, **connection)
+
+
 def offered_group_protocols(config: collections.abc.Mapping,
                             timeout: float = 10.0) -> set[str] | None:
     """The group protocols the cluster of a client ``config`` offers.
@@ -631,11 +640,8 @@ def offered_group_protocols(config: collections.abc.Mapping,
     None when it cannot be asked (unreachable, not authorized to describe
     the brokers' configuration); the cause is logged.
     """
-    connection = {key: value for key, value in config.items()
-                  if key.startswith(_CONNECTION)}
-    servers = connection.pop('bootstrap.servers')
     try:
-        with KafkaAdmin(servers, timeout, **connection) as admin:
+        with admin_for(config, timeout) as admin:
             return admin.group_protocols()
     except errors.KafkaClientError as exc:
         LOG.warning('Kafka: could not ask the brokers which group '

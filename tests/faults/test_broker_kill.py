@@ -23,6 +23,9 @@ import time
 import pytest
 
 from monasca_common import kafka
+from monasca_common.kafka_lib import client as legacy_client
+from monasca_common.kafka_lib.common import FailedPayloadsError
+from monasca_common.kafka_lib.producer import SimpleProducer
 from tests import publishing
 from tests import waiting
 
@@ -142,6 +145,66 @@ def test_lag_checks_through_broker_restarts_never_crash(
     assert checker.returncode == 0, 'lag checker died (%s): %s' % (
         checker.returncode, log.read_text()[-3000:])
     print('lag checks through 3 broker restarts: %s' % out.strip())
+
+
+def test_calls_waiting_when_kafka_dies_raise_within_seconds(
+        controllable_kafka, topic):
+    # monasca-transform sends each metric with the old client's
+    # SimpleProducer and fails its Spark job fast when Kafka is gone. Calls
+    # already waiting when every broker dies raise once the outage has
+    # lasted unavailable_after (10 s), not after their own timeout (120 s).
+    servers = controllable_kafka.bootstrap_servers
+    producer = kafka.KafkaProducer(servers)
+    legacy = SimpleProducer(legacy_client.KafkaClient(servers))
+    asking = legacy_client.KafkaClient(servers)
+    outcomes = {}
+
+    def call(name, send):
+        started = time.monotonic()
+        try:
+            send()
+            outcomes[name] = ('returned', time.monotonic() - started)
+        except Exception as exc:
+            outcomes[name] = (exc, time.monotonic() - started)
+    try:
+        producer.publish(topic, ['before'], sync=True, timeout=30)
+        legacy.send_messages(topic, b'before legacy')
+        asking.load_metadata_for_topics()
+        for node in controllable_kafka.nodes:
+            node.kill()
+        callers = [
+            threading.Thread(target=call, args=('publish', lambda: (
+                producer.publish(topic, ['during'], sync=True,
+                                 timeout=120)))),
+            threading.Thread(target=call, args=('legacy', lambda: (
+                legacy.send_messages(topic, b'during legacy')))),
+            threading.Thread(target=call, args=('metadata', lambda: (
+                asking.load_metadata_for_topics())))]
+        for caller in callers:
+            caller.start()
+        waiting.until(lambda: len(outcomes) == 3, 30,
+                      'the waiting calls raising')
+        print('waiting calls with every broker down: %s' % ', '.join(
+            '%s raised %s after %.1f s' % (name, type(exc).__name__, took)
+            for name, (exc, took) in sorted(outcomes.items())))
+        assert isinstance(outcomes['publish'][0],
+                          kafka.PublishUnavailableError)
+        assert 'stay queued' in str(outcomes['publish'][0])
+        assert isinstance(outcomes['legacy'][0], FailedPayloadsError)
+        assert isinstance(outcomes['metadata'][0],
+                          kafka.KafkaUnavailableError)
+        for node in controllable_kafka.nodes:
+            node.start()
+        controllable_kafka.wait_ready()
+        # What they had queued goes once Kafka is back: nothing lost.
+        assert producer.flush(60) == 0
+        legacy.stop(60)
+        values = [m.value() for m in waiting.read_topic(servers, topic)]
+        assert sorted(values) == [b'before', b'before legacy', b'during',
+                                  b'during legacy']
+    finally:
+        asking.close()
+        producer.close()
 
 
 def test_a_broker_outage_logs_a_bounded_number_of_lines(

@@ -49,6 +49,11 @@ def start_engine(servers, group, in_topic, out_topic, log, sleep=0,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
+def publish_inputs(servers, topic, payloads):
+    with kafka.KafkaProducer(servers) as producer:
+        producer.publish(topic, payloads, sync=True, timeout=60)
+
+
 def lines(log, kind):
     if not log.exists():
         return 0
@@ -90,9 +95,8 @@ def test_sigkill_right_after_commit_loses_no_outcome(bootstrap_servers,
     inputs, partitions, kills = 120, 2, 5
     in_topic = make_topic(partitions=partitions)
     out_topic = make_topic()
-    with kafka.KafkaProducer(bootstrap_servers) as producer:
-        producer.publish(in_topic, [b'%d' % i for i in range(inputs)],
-                         sync=True, timeout=60)
+    publish_inputs(bootstrap_servers, in_topic,
+                   [b'%d' % i for i in range(inputs)])
     rng = random.Random(11)
     log = tmp_path / 'engine.log'
     for kill in range(kills):
@@ -133,17 +137,18 @@ def test_sigkill_right_after_commit_loses_no_outcome(bootstrap_servers,
 
 def test_failed_outcome_means_no_commit_and_the_input_again(
         bootstrap_servers, make_topic, group_id):
-    in_topic = make_topic()
-    # The broker refuses anything larger than 100 bytes on this topic.
-    out_topic = make_topic(config={'max.message.bytes': '100'})
-    with kafka.KafkaProducer(bootstrap_servers) as producer:
-        producer.publish(in_topic, [b'first', b'second'], sync=True)
+    in_topic, out_topic = make_topic(), make_topic()
+    publish_inputs(bootstrap_servers, in_topic, [b'first', b'second'])
     consumer = kafka.KafkaConsumer(bootstrap_servers, group_id, in_topic)
+    # Its Kafka is away for longer than message.timeout.ms: a failure
+    # that publishing again may mend.
+    expiring = kafka.KafkaProducer('127.0.0.1:9', **{
+        'message.timeout.ms': 300})
     producer = kafka.KafkaProducer(bootstrap_servers)
     try:
         it = iter(consumer)
         first = next(it)
-        producer.publish(out_topic, b'x' * 500)
+        expiring.publish(out_topic, b'outcome')
         with pytest.raises(kafka.CommitFailedError, match='failed'):
             consumer.commit(raise_errors=True)
         # Nothing committed, and the input comes again.
@@ -152,19 +157,97 @@ def test_failed_outcome_means_no_commit_and_the_input_again(
         again = next(it)
         assert (again.offset(), again.value()) == (first.offset(),
                                                    b'first')
-        producer.publish(out_topic, b'small')
+        producer.publish(out_topic, b'outcome')
         assert [(tp.partition, tp.offset) for tp in consumer.commit()] == \
             [(0, 1)]
     finally:
+        expiring.close()
         producer.close()
         consumer.close()
+
+
+def test_an_outcome_that_can_never_be_delivered_is_reported_once(
+        bootstrap_servers, make_topic, group_id, caplog):
+    # The notification engine's shape: take an alarm, publish its outcome,
+    # commit, 1,000 times. One outcome is larger than the topic takes.
+    in_topic = make_topic()
+    out_topic = make_topic(config={'max.message.bytes': '1000'})
+    alarms = 1000
+    publish_inputs(bootstrap_servers, in_topic,
+                   ['alarm-%04d' % i for i in range(alarms)])
+    consumer = kafka.KafkaConsumer(bootstrap_servers, group_id, in_topic)
+    producer = kafka.KafkaProducer(bootstrap_servers)
+    taken = collections.Counter()
+    try:
+        for message in consumer:
+            taken[message.value()] += 1
+            outcome = b'done ' + message.value()
+            if message.offset() == 500:
+                outcome += b'x' * 2000
+            producer.publish(out_topic, outcome)
+            consumer.commit()
+            if message.offset() == alarms - 1:
+                break
+        poison = consumer._committer.poison
+    finally:
+        producer.close()
+        consumer.close()
+    reported = [r for r in caplog.records if r.levelname == 'ERROR' and
+                'can never be delivered' in r.getMessage()]
+    assert len(reported) == 1 and out_topic in reported[0].getMessage()
+    assert poison == 1
+    # Every alarm taken once: nothing read again because of it.
+    assert len(taken) == alarms and max(taken.values()) == 1
+    out = outcomes(bootstrap_servers, out_topic)
+    assert len(out) == alarms - 1 and max(out.values()) == 1
+    assert waiting.committed_offsets(bootstrap_servers, group_id, in_topic,
+                                     [0]) == {0: alarms}
+
+
+def test_an_unrelated_producer_failing_does_not_hold_up_commits(
+        bootstrap_servers, make_topic, group_id):
+    # A producer of another part of the process (its own thread, its own
+    # topic) publishes a message too large every 0.25 s.
+    in_topic = make_topic()
+    other_topic = make_topic(config={'max.message.bytes': '1000'})
+    total = 600
+    publish_inputs(bootstrap_servers, in_topic,
+                   ['m%03d' % i for i in range(total)])
+    stop = threading.Event()
+    other = kafka.KafkaProducer(bootstrap_servers)
+
+    def elsewhere():
+        while not stop.is_set():
+            other.publish(other_topic, b'x' * 5000)
+            stop.wait(0.25)
+    noise = threading.Thread(target=elsewhere)
+    noise.start()
+    consumer = kafka.KafkaConsumer(bootstrap_servers, group_id, in_topic)
+    taken = collections.Counter()
+    try:
+        waiting.until(lambda: other.stats()['failed'] > 0, 30,
+                      'the other producer failing')
+        for message in consumer:
+            taken[message.value()] += 1
+            if (message.offset() + 1) % 50 == 0:
+                time.sleep(0.3)  # the other producer fails meanwhile
+                assert consumer.commit(raise_errors=True)
+            if message.offset() == total - 1:
+                break
+    finally:
+        stop.set()
+        noise.join(10)
+        other.close()
+        consumer.close()
+    assert len(taken) == total and max(taken.values()) == 1
+    assert waiting.committed_offsets(bootstrap_servers, group_id, in_topic,
+                                     [0]) == {0: total}
 
 
 def test_commit_waits_for_the_outcome(bootstrap_servers, make_topic,
                                       group_id):
     in_topic, out_topic = make_topic(), make_topic()
-    with kafka.KafkaProducer(bootstrap_servers) as producer:
-        producer.publish(in_topic, [b'in'], sync=True)
+    publish_inputs(bootstrap_servers, in_topic, [b'in'])
     # A long linger keeps the outcome queued unless commit waits for it.
     producer = kafka.KafkaProducer(bootstrap_servers, **{'linger.ms': 2000})
     consumer = kafka.KafkaConsumer(bootstrap_servers, group_id, in_topic)
@@ -199,8 +282,7 @@ class FailingOnce:
     confluent_kafka.KafkaError.REBALANCE_IN_PROGRESS])
 def test_offsets_of_a_commit_answered_in_a_rebalance_stay_pending(
         bootstrap_servers, topic, group_id, code):
-    with kafka.KafkaProducer(bootstrap_servers) as producer:
-        producer.publish(topic, [b'a', b'b', b'c'], sync=True)
+    publish_inputs(bootstrap_servers, topic, [b'a', b'b', b'c'])
     consumer = kafka.KafkaConsumer(bootstrap_servers, group_id, topic)
     try:
         it = iter(consumer)

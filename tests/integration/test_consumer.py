@@ -103,6 +103,53 @@ def test_commit_never_covers_fetched_but_not_handed(bootstrap_servers,
         consumer.close()
 
 
+def test_a_session_timeout_the_broker_refuses_raises_naming_it(
+        bootstrap_servers, topic, group_id):
+    # The test brokers' group.min.session.timeout.ms is 1,000 ms. Joining
+    # is refused each time; librdkafka would ask again without end.
+    produce(bootstrap_servers, topic, ['m0'])
+    consumer = new_consumer(bootstrap_servers, group_id, topic, timeout=500)
+    try:
+        with pytest.raises(kafka.ConsumerError) as raised:
+            waiting.take(consumer, 1, timeout=30)
+        assert 'session.timeout.ms' in str(raised.value)
+        assert 'group.min.session.timeout.ms' in str(raised.value)
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize('how', ['close', 'stop'])
+def test_close_or_stop_wakes_a_waiting_consume_batch(
+        bootstrap_servers, topic, group_id, how):
+    # A service thread waits up to 30 s for a batch on a quiet topic while
+    # another thread shuts the service down.
+    produce(bootstrap_servers, topic, ['m0'])
+    consumer = new_consumer(bootstrap_servers, group_id, topic)
+    try:
+        waiting.until(lambda: consumer.consume_batch(10, 1.0), 30,
+                      'the first message')
+        returned = []
+        waiter = threading.Thread(target=lambda: returned.append(
+            consumer.consume_batch(500, 30)))
+        waiter.start()
+        waiting.until(lambda: consumer._member.ready._waiters, 10,
+                      'consume_batch waiting')
+        getattr(consumer, how)()
+        waiting.until(lambda: returned, 5, 'consume_batch woken')
+        waiter.join(5)
+        assert returned == [[]]
+        if how == 'close':
+            with pytest.raises(kafka.ClientClosedError):
+                consumer.consume_batch(10, 1.0)
+        else:  # the stop ended that call only
+            produce(bootstrap_servers, topic, ['m1'])
+            batch = waiting.until(lambda: consumer.consume_batch(10, 1.0),
+                                  30, 'the next message')
+            assert [m.value() for m in batch] == [b'm1']
+    finally:
+        consumer.close()
+
+
 def test_batch_call_and_pause_resume(bootstrap_servers, topic, group_id):
     produce(bootstrap_servers, topic, ['m%d' % i for i in range(50)])
     consumer = new_consumer(bootstrap_servers, group_id, topic)

@@ -12,6 +12,9 @@
 
 """Client metrics against a real Apache Kafka: they move with traffic."""
 
+import threading
+import time
+
 import confluent_kafka
 from oslo_config import cfg
 import pytest
@@ -139,6 +142,84 @@ def test_consumer_lag_is_end_minus_committed(bootstrap_servers, make_topic,
                       'no lag after the last commit')
     finally:
         admin.close()
+        consumer.close()
+
+
+def test_metrics_callers_never_hold_up_reading(bootstrap_servers,
+                                               make_topic, group_id):
+    # Eight threads ask for the metrics every 0.2 s, statistics off, so the
+    # lag must come from Kafka: a busy reporter, several health endpoints.
+    total = 20000
+
+    def read_all(hammer):
+        topic = make_topic(partitions=4)
+        fill(bootstrap_servers, topic, [1])
+        consumer = kafka.KafkaConsumer(
+            bootstrap_servers, '%s-%d' % (group_id, hammer), topic,
+            **{'statistics.interval.ms': 0})
+        stop = threading.Event()
+        answers = []
+
+        def ask():
+            while not stop.is_set():
+                answers.append(consumer.metrics(timeout=1.0))
+                stop.wait(0.2)
+        askers = [threading.Thread(target=ask) for _ in range(hammer)]
+        try:
+            waiting.take(consumer, 1, timeout=60)
+            member = consumer._member
+            submitted = []
+            submit = member.submit
+            member.submit = lambda job: submitted.append(job) or submit(job)
+            for asker in askers:
+                asker.start()
+            started = time.monotonic()
+            filler = threading.Thread(target=fill, args=(
+                bootstrap_servers, topic, [total // 4] * 4))
+            filler.start()
+            read = 0
+            with waiting.stop_after(consumer, 120):
+                for _ in consumer:
+                    read += 1
+                    if read % 100 == 0:
+                        time.sleep(0.01)  # the service writes a batch
+                    if read == total:
+                        break
+            took = time.monotonic() - started
+            filler.join(30)
+            asked = consumer._lag.asked
+        finally:
+            stop.set()
+            for asker in askers:
+                asker.join(10)
+            consumer.close()
+        return read, took, submitted, answers, asked
+
+    quiet_read, quiet, _, _, _ = read_all(0)
+    read, hammered, submitted, answers, asked = read_all(8)
+    print('\n%d messages published and read in %.2f s alone, %.2f s with 8 '
+          'threads asking for metrics (%d answers, %d questions to Kafka)'
+          % (total, quiet, hammered, len(answers), asked))
+    assert quiet_read == read == total
+    # Nothing of the metrics ran on the member thread; one question served
+    # many callers.
+    assert submitted == []
+    assert any('lag.messages' in a.values for a in answers)
+    assert asked <= 2 + hammered / 5.0
+    assert hammered <= 1.2 * quiet + 1.0
+
+
+def test_metrics_with_no_time_to_ask_answers_at_once(bootstrap_servers,
+                                                     topic, group_id):
+    fill(bootstrap_servers, topic, [10])
+    consumer = kafka.KafkaConsumer(bootstrap_servers, group_id, topic,
+                                   **{'statistics.interval.ms': 0})
+    try:
+        waiting.take(consumer, 10)
+        assert 'lag.messages' not in consumer.metrics(timeout=0).values
+        assert consumer.metrics()['lag.messages'] == 10  # asked
+        assert consumer.metrics(timeout=0)['lag.messages'] == 10  # known
+    finally:
         consumer.close()
 
 

@@ -27,6 +27,8 @@ from tests import waiting
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
+MEMORY_CHILD = pathlib.Path(__file__).with_name('memory_child.py')
+
 
 def test_sixteen_threads_share_one_producer(bootstrap_servers, make_topic):
     topic = make_topic(partitions=3)
@@ -252,3 +254,27 @@ def test_unknown_topic_fails_that_call_only(bootstrap_servers, topic):
             confluent_kafka.KafkaError._UNKNOWN_TOPIC,
             confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART)
         assert producer.publish(topic, 'fine', sync=True).delivered == 1
+
+
+def test_a_sleeping_reader_of_large_messages_holds_bounded_memory(
+        bootstrap_servers, make_topic, group_id):
+    # monasca-log-api's messages can come near Kafka's 1 MB limit. A reader
+    # busy with one of them must not have the member buffer hundreds more.
+    topic = make_topic(partitions=2)
+    payload = b'x' * 900 * 1024
+    with kafka.KafkaProducer(bootstrap_servers) as producer:
+        for _ in range(6):
+            producer.publish(topic, [payload] * 50, sync=True, timeout=120)
+    peaks = {}
+    for kind in ('raw', 'ours'):
+        out = subprocess.run(
+            [sys.executable, str(MEMORY_CHILD), bootstrap_servers,
+             '%s-%s' % (group_id, kind), topic, kind, '8'],
+            capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        before, peak = (float(f) for f in out.stdout.split())
+        peaks[kind] = peak - before
+    print('\npeak RSS growth, 270 MB of 900 KB messages, reader asleep: '
+          'raw consumer %.0f MiB, KafkaConsumer %.0f MiB'
+          % (peaks['raw'], peaks['ours']))
+    assert peaks['ours'] <= peaks['raw'] + 200

@@ -108,14 +108,25 @@ def test_callbacks_run_and_their_errors_are_contained(caplog):
     assert 'raised' in caplog.text
 
 
-def test_failures_count_for_the_commit_barrier():
+def test_failures_count_in_the_scope_of_the_publishing_call():
     ledger = delivery.DeliveryLedger()
-    before = published.failures()
-    result, report = publish(ledger)
-    ledger.seal(result, 2, 0)
+    outputs, elsewhere = published.Outputs(), published.Outputs()
+    result = ledger.open('t', outputs)
+    report = ledger.reporter(result, None, None, outputs)
+    ledger.open('t', elsewhere)
+    ledger.seal(result, 3, 0)
+    assert list(outputs.unfinished) == [result]
     report(TIMED_OUT, Message(b'a'))
-    report(TIMED_OUT, Message(b'b'))
-    assert published.failures() == before + 2
+    report(confluent_kafka.KafkaError(
+        confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE), Message(b'b' * 9))
+    report(None, Message(b'c'))
+    assert result.done() and not outputs.unfinished
+    assert outputs.transient == 1  # publishing again may mend it
+    poison = outputs.take_permanent()
+    assert [(f.value, f.error.code()) for f in poison] == [
+        (b'b' * 9, confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE)]
+    assert outputs.take_permanent() == []  # reported once
+    assert elsewhere.transient == 0 and not elsewhere.take_permanent()
     assert ledger.stats()['failed'] == 2
 
 
