@@ -73,7 +73,7 @@ class Committer:
         self._readers: weakref.WeakSet = weakref.WeakSet()
         self.retries = offset_ledger.CommitRetries()
         #: Outputs that failed for good, reported by a commit.
-        self.poison = 0
+        self.undeliverable = 0
         self._logged: dict[str, float] = {}
         #: Commits Kafka took, and commits that did not happen (deferred
         #: or refused), since the start.
@@ -185,7 +185,7 @@ class Committer:
     def _report_poison(self, scopes) -> None:
         for outputs in scopes:
             for failure in outputs.take_permanent():
-                self.poison += 1
+                self.undeliverable += 1
                 value = failure.value or b''
                 LOG.error(
                     'Kafka: an output can never be delivered (%s), to topic '

@@ -476,6 +476,7 @@ class KafkaConsumer(_client.Client):
             'consumed': 0, 'buffered': 0, 'rebalances': 0, 'assigned': 0,
             'commits.done': committer.done,
             'commits.failed': committer.failed,
+            'undeliverable': committer.undeliverable,
         }
         if committer.last_done is not None:
             counts['last_commit_age'] = time.monotonic() - committer.last_done

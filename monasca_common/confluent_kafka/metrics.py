@@ -237,8 +237,9 @@ def consumer_snapshot(client_id: str, counts: dict[str, float],
     """A consumer's snapshot.
 
     :param counts: the consumer's own figures: ``consumed``, ``buffered``,
-        ``commits.done``, ``commits.failed``, ``rebalances``,
-        ``assigned`` and, once it committed, ``last_commit_age``.
+        ``commits.done``, ``commits.failed``, ``undeliverable``,
+        ``rebalances``, ``assigned`` and, once it committed,
+        ``last_commit_age``.
     :param offsets: (low, end, committed) per assigned partition, from the
         statistics or from Kafka; -1 where unknown. The total lag is given
         only when every assigned partition's lag is known.
@@ -248,6 +249,7 @@ def consumer_snapshot(client_id: str, counts: dict[str, float],
         'buffered.messages': counts['buffered'],
         'commits.done': counts['commits.done'],
         'commits.failed': counts['commits.failed'],
+        'undeliverable.outputs': counts.get('undeliverable', 0),
         'rebalances': counts['rebalances'],
         'assigned.partitions': counts['assigned'],
     }

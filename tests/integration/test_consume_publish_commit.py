@@ -188,7 +188,7 @@ def test_an_outcome_that_can_never_be_delivered_is_reported_once(
             consumer.commit()
             if message.offset() == alarms - 1:
                 break
-        poison = consumer._committer.poison
+        poison = consumer.metrics()['undeliverable.outputs']
     finally:
         producer.close()
         consumer.close()

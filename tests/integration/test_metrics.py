@@ -35,7 +35,8 @@ PRODUCER_NAMES = {'kafka.client.producer.' + name for name in (
     'retried.requests', 'broker.rtt.p50_ms', 'broker.rtt.p99_ms')}
 CONSUMER_NAMES = {'kafka.client.consumer.' + name for name in (
     'consumed.messages', 'buffered.messages', 'commits.done',
-    'commits.failed', 'rebalances', 'assigned.partitions',
+    'commits.failed', 'undeliverable.outputs', 'rebalances',
+    'assigned.partitions',
     'last_commit.age_seconds', 'lag.messages', 'end.offset',
     'committed.offset', 'broker.rtt.p50_ms', 'broker.rtt.p99_ms')}
 
@@ -230,8 +231,8 @@ def test_consumer_counters_before_it_reads(bootstrap_servers, topic,
         snapshot = consumer.metrics()
     assert snapshot.values == {
         'consumed.messages': 0, 'buffered.messages': 0, 'commits.done': 0,
-        'commits.failed': 0, 'rebalances': 0, 'assigned.partitions': 0,
-        'lag.messages': 0}
+        'commits.failed': 0, 'undeliverable.outputs': 0, 'rebalances': 0,
+        'assigned.partitions': 0, 'lag.messages': 0}
 
 
 def test_statsd_listener_gets_the_documented_names(bootstrap_servers, topic,

@@ -124,8 +124,8 @@ def test_lag(end, committed, low, expected):
 
 def test_consumer_lag_per_assigned_partition_and_in_all():
     counts = {'consumed': 500, 'buffered': 20, 'commits.done': 3,
-              'commits.failed': 1, 'rebalances': 2, 'assigned': 2,
-              'last_commit_age': 1.5}
+              'commits.failed': 1, 'undeliverable': 1, 'rebalances': 2,
+              'assigned': 2, 'last_commit_age': 1.5}
     offsets = metrics.offsets_from_statistics(
         STATISTICS, {('metrics', 0), ('metrics', 1)})
     assert offsets == {('metrics', 0): (10, 110, 60),
@@ -139,6 +139,7 @@ def test_consumer_lag_per_assigned_partition_and_in_all():
         ('metrics', 1): {'end.offset': 25, 'lag.messages': 20}}
     assert snapshot['last_commit.age_seconds'] == 1.5
     assert snapshot['commits.failed'] == 1
+    assert snapshot['undeliverable.outputs'] == 1
 
 
 def test_no_total_lag_while_a_partition_is_unknown():
@@ -202,10 +203,10 @@ def test_reporter_sends_what_the_monasca_agent_reads(listener):
     reporter.add(client)
     reporter.add(broken)
     try:
-        # 7 figures of the consumer, 3 of its partition; none of the
+        # 8 figures of the consumer, 3 of its partition; none of the
         # broken client.
-        assert reporter.report() == 10
-        waiting.until(lambda: len(listener.metrics) >= 10, 10,
+        assert reporter.report() == 11
+        waiting.until(lambda: len(listener.metrics) >= 11, 10,
                       'the datagrams')
         base = {'service': 'monasca-persister', 'client_id': 'persister-1',
                 'region': 'r1'}
