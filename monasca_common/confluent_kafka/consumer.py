@@ -46,6 +46,7 @@ from monasca_common.confluent_kafka import lag
 from monasca_common.confluent_kafka import member as group_member
 from monasca_common.confluent_kafka import metrics as client_metrics
 from monasca_common.confluent_kafka import offsets as offset_ledger
+from monasca_common.confluent_kafka import rebalancing
 from monasca_common.confluent_kafka import reporting
 
 LOG = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class KafkaConsumer(_client.Client):
             bootstrap_servers, group_id, timeout, fetch_min_bytes, client_id,
             config, _offered_group_protocols))
         self._topics = self._topic_list(topic)
-        self._repartition_callback = group_member.adapt_repartition_callback(
+        self._repartition_callback = rebalancing.adapt_repartition_callback(
             repartition_callback)
         self._commit_callback = commit_callback
         self._max_commit_interval = max_commit_interval

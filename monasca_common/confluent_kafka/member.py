@@ -25,14 +25,9 @@ starves while a thread polls back to back. Everything else (commits,
 pause, seek) is a *job* this thread runs between two polls, or inside a
 revoke callback while it waits.
 
-A revocation that needs the reading thread (the service has a repartition
-callback, or holds messages of those partitions it has not committed) is
-handed to it: it runs the callback and commits what it was handed, at a
-point where it holds no message half done, between two messages. The
-member waits for that, bounded by ``revoke_timeout``; past it, the
-partitions go without a commit and what was handed for them will come
-again to their new owner. Any other revocation is done at once, so a
-member that sleeps holds up only partitions it is in the middle of.
+How it lets go of partitions a rebalance takes away, with the reading
+thread when that one holds some of them, is in
+:mod:`~monasca_common.confluent_kafka.rebalancing`.
 
 Since this thread polls whatever the service does, librdkafka's own
 ``max.poll.interval.ms`` never fires. The member applies it itself: when
@@ -46,7 +41,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import inspect
 import logging
 import threading
 import time
@@ -56,7 +50,7 @@ import confluent_kafka
 
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import flow
-from monasca_common.confluent_kafka.offsets import describe
+from monasca_common.confluent_kafka import rebalancing
 
 LOG = logging.getLogger(__name__)
 
@@ -81,18 +75,7 @@ _FATAL_CONSUME = frozenset((
 ))
 
 
-class Revocation:
-    """Partitions leaving the assignment; the reading thread serves it."""
-
-    def __init__(self, partitions: list):
-        self.partitions = partitions
-        self.keys = {(tp.topic, tp.partition) for tp in partitions}
-        self.done = threading.Event()
-        #: Set when the member stopped waiting: the partitions are gone.
-        self.abandoned = False
-
-
-class GroupMember:
+class GroupMember(rebalancing.Rebalancing):
     """Owns a librdkafka consumer on a daemon thread.
 
     :param consumer: the librdkafka consumer, not yet subscribed; its
@@ -263,20 +246,6 @@ class GroupMember:
             self.refusal = err
             self.ready.notify_all()
 
-    def serve_revocations(self, release) -> None:
-        """On the reading thread: let go of what rebalances take away.
-
-        ``release(revocation)`` runs the service's callback and the commit
-        (unless the partitions are already lost) and forgets them; then
-        the member may give them up.
-        """
-        while self.revocations:
-            revocation = self.revocations.popleft()
-            self.drop_buffered(revocation.keys)
-            release(revocation)
-            revocation.done.set()
-            self._wake.set()
-
     def drop_buffered(self, keys) -> dict[Key, int]:
         """Remove buffered messages of ``keys``; their first offsets."""
         first: dict[Key, int] = {}
@@ -421,91 +390,6 @@ class GroupMember:
         # librdkafka retries by itself.
         LOG.warning('Kafka consumer: %s (retrying)', err.str())
 
-    # -- rebalancing --------------------------------------------------------
-
-    def _on_assign(self, consumer, partitions) -> None:
-        self.rebalances += 1
-        self.assigned.update((tp.topic, tp.partition) for tp in partitions)
-        self.flow.assigned_now(partitions)
-        self._assignment_changed = True
-        LOG.info('Kafka consumer assigned %s', describe(partitions))
-
-    def _on_revoke(self, consumer, partitions) -> None:
-        self._assignment_changed = True
-        revocation = Revocation(partitions)
-        if self._closing:
-            self._release(revocation)
-            LOG.info('Kafka consumer closing; released %s without '
-                     'committing', describe(partitions))
-            return
-        if self.left_at is not None:
-            # The reading thread is stuck: waiting for it would hold the
-            # partitions back. It forgets them when it comes back.
-            self.drop_buffered(revocation.keys)
-            self._release(revocation)
-            with self.ready:
-                self.revocations.append(revocation)
-                self.ready.notify_all()
-            LOG.warning('Kafka consumer: released %s without a commit: '
-                        'what was handed of them since the last one will '
-                        'come again to their new owner', describe(partitions))
-            return
-        LOG.info('Kafka consumer: partitions revoked %s',
-                 describe(partitions))
-        if not self._needs_reader(revocation.keys):
-            # Nothing handed of them waits for a commit: let them go now.
-            # The reading thread still forgets them at its next turn.
-            self.drop_buffered(revocation.keys)
-            self._release(revocation)
-            with self.ready:
-                self.revocations.append(revocation)
-                self.ready.notify_all()
-            return
-        self._revoking = True
-        try:
-            with self.ready:
-                self.revocations.append(revocation)
-                self.ready.notify_all()
-            deadline = time.monotonic() + self.revoke_timeout
-            while not revocation.done.is_set():
-                self._run_jobs()
-                if self._closing:
-                    break
-                if time.monotonic() >= deadline:
-                    LOG.warning(
-                        'Kafka consumer: the reading thread did not come '
-                        'back within %.0f s to release %s; they go without '
-                        'a commit and what it was handed of them will '
-                        'come again to their new owner',
-                        self.revoke_timeout, describe(partitions))
-                    break
-                self._wake.wait(_POLL_WAIT)
-                self._wake.clear()
-            self._run_jobs()
-        finally:
-            self._revoking = False
-        self._release(revocation)
-
-    def _on_lost(self, consumer, partitions) -> None:
-        LOG.warning('Kafka consumer lost partitions %s (session timed out '
-                    'or fenced); not committing them: messages handed out '
-                    'since the last commit will be redelivered',
-                    describe(partitions))
-        self.rebalances += 1
-        self._assignment_changed = True
-        revocation = Revocation(partitions)
-        self._release(revocation)
-        with self.ready:
-            self.revocations.append(revocation)
-            self.ready.notify_all()
-
-    def _release(self, revocation: Revocation) -> None:
-        if not revocation.done.is_set():
-            # Gone without the reading thread: it must not commit them.
-            revocation.abandoned = True
-        self.assigned.difference_update(revocation.keys)
-        self.flow.released(revocation.keys, self._closing)
-
     # -- closing ------------------------------------------------------------
 
     def close(self, timeout: float) -> bool:
@@ -525,19 +409,3 @@ class GroupMember:
     @property
     def thread(self) -> threading.Thread:
         return self._thread
-
-
-def adapt_repartition_callback(callback):
-    """Call ``callback(consumer, partitions)`` or ``callback()``."""
-    if callback is None:
-        return None
-    try:
-        params = inspect.signature(callback).parameters.values()
-    except (TypeError, ValueError):
-        return callback
-    positional = [p for p in params
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    takes_args = any(p.kind == p.VAR_POSITIONAL for p in params)
-    if not positional and not takes_args:
-        return lambda consumer, partitions: callback()
-    return callback
