@@ -151,8 +151,12 @@ class CommitRetries:
         with self._lock:
             self._due = None
             offsets, self._offsets = self._offsets, {}
-        return {key: offset for key, offset in offsets.items()
-                if key in owned and offset > (committed(key) or -1)}
+        again = {}
+        for key, offset in offsets.items():
+            done = committed(key)
+            if key in owned and (done is None or offset > done):
+                again[key] = offset
+        return again
 
     def succeeded(self) -> None:
         """A retry went through: the next refusal waits the least again."""

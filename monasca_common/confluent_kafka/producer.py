@@ -426,16 +426,14 @@ class KafkaProducer(_client.Client):
                 return
             if ledger.refusal is not None:
                 raise self._refused(ledger.refusal, 0)
-            down_since = ledger.down_since
-            if (down_since is not None and self._unavailable_after and
-                    time.monotonic() - down_since >= self._unavailable_after):
-                undelivered = result.queued - result.reported
+            down_for = self._unavailable_for()
+            if down_for is not None:
                 raise errors.PublishUnavailableError(
                     'no Kafka broker reachable at %s for %.0f s; %d messages '
                     'of the call not yet delivered stay queued and go if '
                     'Kafka is back within message.timeout.ms'
-                    % (self._servers, time.monotonic() - down_since,
-                       undelivered))
+                    % (self._servers, down_for,
+                       result.queued - result.reported))
 
     def _refused(self, err: confluent_kafka.KafkaError,
                  not_queued: int) -> errors.AuthenticationError:
@@ -444,16 +442,22 @@ class KafkaProducer(_client.Client):
                 self._servers, kafka_config.scrub(err.str(), self._config)),
             not_queued=not_queued)
 
+    def _unavailable_for(self) -> float | None:
+        """Seconds no broker answered, once ``unavailable_after`` passed."""
+        down_since = self._ledger.down_since
+        if down_since is None or not self._unavailable_after:
+            return None
+        down_for = time.monotonic() - down_since
+        return down_for if down_for >= self._unavailable_after else None
+
     def _check_publishable(self, count: int, sync: bool) -> None:
         if self._ledger.refusal is not None:
             raise self._refused(self._ledger.refusal, count)
-        down_since = self._ledger.down_since
-        if (down_since is not None and self._unavailable_after and
-                time.monotonic() - down_since >= self._unavailable_after):
+        down_for = self._unavailable_for()
+        if down_for is not None:
             raise errors.PublishUnavailableError(
                 'no Kafka broker reachable at %s for %.0f s; %d messages not '
-                'queued' % (self._servers, time.monotonic() - down_since,
-                            count),
+                'queued' % (self._servers, down_for, count),
                 not_queued=count)
         if sync and not self._successes_reported:
             raise errors.ConfigurationError(
