@@ -38,6 +38,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
+import typing
 import weakref
 
 import confluent_kafka
@@ -81,6 +82,39 @@ class Committer:
         self.failed = 0
         #: When Kafka last took a commit (``time.monotonic()``).
         self.last_done: float | None = None
+
+    def counts(self) -> dict[str, float]:
+        """The consumer's commit figures, for its metrics."""
+        counts: dict[str, float] = {
+            'consumed': 0, 'buffered': 0, 'rebalances': 0, 'assigned': 0,
+            'commits.done': self.done, 'commits.failed': self.failed,
+            'undeliverable': self.undeliverable}
+        if self.last_done is not None:
+            counts['last_commit_age'] = time.monotonic() - self.last_done
+        return counts
+
+    def release(self, member, revocation, callback, consumer) -> None:
+        """On the reading thread: let go of partitions a rebalance takes.
+
+        Unless they are lost already (another member may own them), the
+        service's repartition ``callback(consumer, partitions)`` runs, then
+        what was handed of them is committed.
+        """
+        if not revocation.abandoned:
+            if callback is not None:
+                try:
+                    callback(consumer, revocation.partitions)
+                except Exception:
+                    LOG.exception('Kafka repartition callback raised')
+            try:
+                self.commit(member, revocation.keys, revoking=True)
+            except (errors.CommitFailedError,
+                    offset_ledger.CommitDeferred) as exc:
+                LOG.error('Kafka commit on revoke failed: %s; what was '
+                          'handed of %s since will come again to its new '
+                          'owner', exc,
+                          offset_ledger.describe(revocation.partitions))
+        self.forget(revocation.keys)
 
     def commit(self, member, only=None, revoking: bool = False,
                asynchronous: bool = False) -> list[TopicPartition]:
@@ -249,3 +283,37 @@ class Committer:
             LOG.warning(text, *args)
         else:
             LOG.debug(text, *args)
+
+
+class CommitInterval:
+    """When the consumer's commit callback falls due.
+
+    ``callback()`` is called from the reading thread once ``interval``
+    seconds have passed since the last commit (or since reading started),
+    whether or not messages arrive; the interval restarts then even if the
+    callback does not commit, so it is called once per interval.
+    """
+
+    def __init__(self, callback: typing.Callable[[], typing.Any] | None,
+                 interval: float):
+        self.callback = callback
+        self._interval = interval
+        self._last = time.monotonic()
+
+    def restart(self) -> None:
+        self._last = time.monotonic()
+
+    def wait_time(self, limit: float) -> float:
+        """``limit``, or less if the callback falls due sooner."""
+        if self.callback is None:
+            return limit
+        due = self._last + self._interval - time.monotonic()
+        return max(0.0, min(limit, due))
+
+    def check(self) -> None:
+        if self.callback is None:
+            return
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            self.callback()

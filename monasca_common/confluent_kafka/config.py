@@ -227,6 +227,14 @@ def check_topic(name, error: type[Exception] = errors.ConfigurationError
 _LONGEST_WAIT = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)
 
 
+def check_topics(topic) -> list[str]:
+    """``topic``, a name or several, as a list of legal names."""
+    topics = [topic] if isinstance(topic, str) else list(topic or ())
+    if not topics:
+        raise errors.ConfigurationError('no topic to consume given')
+    return [check_topic(name) for name in topics]
+
+
 def check_timeout(name: str, value, zero: bool = False) -> float:
     """A timeout in seconds: a finite number, positive (or 0 if allowed).
 

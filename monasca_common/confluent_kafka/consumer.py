@@ -33,7 +33,6 @@ import collections.abc
 import logging
 import os
 import threading
-import time
 import typing
 
 import confluent_kafka
@@ -148,11 +147,11 @@ class KafkaConsumer(_client.Client):
         self._init_client(kafka_config.consumer_config(
             bootstrap_servers, group_id, timeout, fetch_min_bytes, client_id,
             config, _offered_group_protocols))
-        self._topics = self._topic_list(topic)
+        self._topics = kafka_config.check_topics(topic)
         self._repartition_callback = rebalancing.adapt_repartition_callback(
             repartition_callback)
-        self._commit_callback = commit_callback
-        self._max_commit_interval = max_commit_interval
+        self._interval = committing.CommitInterval(commit_callback,
+                                                   max_commit_interval)
         self._raise_commit_errors = commit_errors == 'raise'
         self._deliver_before_commit = deliver_before_commit
         # The longest the reading thread may be away, in seconds: past it
@@ -166,18 +165,10 @@ class KafkaConsumer(_client.Client):
         self._start()
         self._start_reporting(metrics_reporter)
 
-    @staticmethod
-    def _topic_list(topic) -> list[str]:
-        topics = [topic] if isinstance(topic, str) else list(topic or ())
-        if not topics:
-            raise errors.ConfigurationError('no topic to consume given')
-        return [kafka_config.check_topic(name) for name in topics]
-
     def _start(self) -> None:
         self._pid = os.getpid()
         self._ledger = offset_ledger.OffsetLedger(
             self._topics[0] if len(self._topics) == 1 else None)
-        self._last_commit = time.monotonic()
         self._committer = committing.Committer(
             self._ledger, self._commit_timeout, self._deliver_before_commit)
         self._config['on_commit'] = self._on_commit
@@ -230,18 +221,20 @@ class KafkaConsumer(_client.Client):
         self._check_usable()
         member = self._join()
         self._committer.reading()
-        self._last_commit = time.monotonic()
+        self._interval.restart()
         # Locals: this loop is the per-message cost of every service.
         buffer = member.buffer
         revocations = member.revocations
         handed = self._ledger.handed
         single_topic = self._ledger.single_topic is not None
-        timed = self._commit_callback is not None
+        timed = self._interval.callback is not None
+        check_interval = self._interval.check
         while not self._stop:
             if revocations:
                 member.serve_revocations(self._release)
             if not buffer:
-                self._wait_for_messages(member, self._wait_time())
+                self._wait_for_messages(
+                    member, self._interval.wait_time(self._poll_timeout))
             while buffer:
                 if revocations:
                     # Buffered messages of revoked partitions go first.
@@ -259,9 +252,9 @@ class KafkaConsumer(_client.Client):
                 if self._stop:
                     break
                 if timed:
-                    self._check_commit_interval()
+                    check_interval()
             if timed:
-                self._check_commit_interval()
+                check_interval()
         self._stop = False
 
     def consume_batch(self, max_messages: int = 500,
@@ -283,11 +276,11 @@ class KafkaConsumer(_client.Client):
                              % (max_messages,))
         member = self._join()
         self._committer.reading()
-        self._check_commit_interval()
+        self._interval.check()
         if member.revocations:
             member.serve_revocations(self._release)
         if not member.buffer:
-            self._wait_for_messages(member, self._wait_time(timeout))
+            self._wait_for_messages(member, self._interval.wait_time(timeout))
             if self._closed:
                 return []
             self._stop = False  # a stop() ends this call, not the next
@@ -313,77 +306,24 @@ class KafkaConsumer(_client.Client):
         wakes returns what is there; the next one waits again.
         """
         self._stop = True
-        self._wake_reader()
 
-    def _wake_reader(self) -> None:
-        member = self._member
-        if member is not None:
-            # The condition's lock is reentrant: a signal handler that
-            # interrupts the reading thread inside it may take it again.
-            with member.ready:
-                member.ready.notify_all()
-
-    def _wait_time(self, limit: float | None = None) -> float:
-        """How long one wait for messages may last.
-
-        ``limit`` (``poll_timeout`` by default), less if the commit
-        callback falls due sooner.
-        """
-        wait = self._poll_timeout if limit is None else limit
-        if self._commit_callback is None:
-            return wait
-        due = self._last_commit + self._max_commit_interval - time.monotonic()
-        return max(0.0, min(wait, due))
+    def _stopped(self) -> bool:
+        return self._stop
 
     def _wait_for_messages(self, member: group_member.GroupMember,
                            timeout: float) -> None:
         if member.left_at is not None:
             member.rejoin()
-        with member.ready:
-            if not (member.buffer or member.revocations or self._stop or
-                    member.fatal is not None or
-                    member.refusal is not None) and timeout > 0:
-                member.ready.wait(timeout)
-            fatal, refusal = member.fatal, member.refusal
-            member.refusal = None
-        if fatal is not None:
-            raise errors.ConsumerError('Kafka consumer error: %s'
-                                       % errors.explain(fatal))
-        if refusal is not None:
-            raise errors.ConsumerError(
-                'Kafka at %s refused the consumer: %s'
-                % (self._servers, kafka_config.scrub(refusal.str(),
-                                                     self._config)))
-
-    def _check_commit_interval(self) -> None:
-        if self._commit_callback is None:
-            return
-        now = time.monotonic()
-        if now - self._last_commit >= self._max_commit_interval:
-            # Restart the interval even if the callback does not commit, so
-            # it is called once per interval, not on every turn.
-            self._last_commit = now
-            self._commit_callback()
+        if not (member.buffer or member.revocations or self._stop or
+                member.fatal is not None or member.refusal is not None):
+            member.read(timeout, self._release, self._stopped)
+        member.raise_errors(self._servers, self._config)
 
     # -- rebalancing (reading thread) ---------------------------------------
 
     def _release(self, revocation) -> None:
-        if revocation.abandoned:
-            # Lost, not revoked: another member may own them already.
-            self._committer.forget(revocation.keys)
-            return
-        if self._repartition_callback is not None:
-            try:
-                self._repartition_callback(self, revocation.partitions)
-            except Exception:
-                LOG.exception('Kafka repartition callback raised')
-        try:
-            self._commit(only=revocation.keys, revoking=True)
-        except (errors.CommitFailedError, offset_ledger.CommitDeferred) as exc:
-            LOG.error('Kafka commit on revoke failed: %s; what was handed of '
-                      '%s since will come again to its new owner', exc,
-                      offset_ledger.describe(revocation.partitions))
-        self._committer.forget(revocation.keys)
+        self._committer.release(self._member, revocation,
+                                self._repartition_callback, self)
 
     # -- committing ---------------------------------------------------------
 
@@ -405,7 +345,7 @@ class KafkaConsumer(_client.Client):
             (they stay pending); always, for an error that does not pass.
         """
         self._check_usable()
-        self._last_commit = time.monotonic()
+        self._interval.restart()
         if raise_errors is None:
             raise_errors = self._raise_commit_errors
         try:
@@ -472,39 +412,16 @@ class KafkaConsumer(_client.Client):
         """
         timeout = kafka_config.check_timeout('timeout', timeout, zero=True)
         member = self._member
-        committer = self._committer
-        counts: dict[str, float] = {
-            'consumed': 0, 'buffered': 0, 'rebalances': 0, 'assigned': 0,
-            'commits.done': committer.done,
-            'commits.failed': committer.failed,
-            'undeliverable': committer.undeliverable,
-        }
-        if committer.last_done is not None:
-            counts['last_commit_age'] = time.monotonic() - committer.last_done
+        counts = self._committer.counts()
         offsets: dict = {}
         if member is not None:
-            buffered = len(member.buffer)
-            counts.update(consumed=member.fetched - member.dropped - buffered,
-                          buffered=buffered, rebalances=member.rebalances,
-                          assigned=len(member.assigned))
-            offsets = self._partition_offsets(member, timeout)
+            counts.update(member.counts())
+            offsets = self._lag.partition_offsets(
+                member.assigned, self._statistics,
+                int(self._config.get('statistics.interval.ms') or 0),
+                0 if self._closed else timeout)
         return client_metrics.consumer_snapshot(
             self.client_id, counts, offsets, self._statistics)
-
-    def _partition_offsets(self, member: group_member.GroupMember,
-                           timeout: float) -> dict:
-        """(low, end, committed) per assigned partition."""
-        assigned = set(member.assigned)
-        interval = int(self._config.get('statistics.interval.ms') or 0)
-        age = self._statistics.age()
-        if interval and age is not None and age < 3 * interval / 1000.0:
-            found = client_metrics.offsets_from_statistics(
-                self._statistics.document, assigned)
-            if set(found) == assigned:
-                return found
-        if not assigned or self._closed:
-            return {}
-        return self._lag.offsets(sorted(assigned), timeout)
 
     # -- closing ------------------------------------------------------------
 
@@ -520,7 +437,6 @@ class KafkaConsumer(_client.Client):
                 return
             self._closed = True
             self._stop = True
-            self._wake_reader()
             self._stop_reporting()
             self._lag.close()
             if self._pid != os.getpid():
@@ -528,18 +444,14 @@ class KafkaConsumer(_client.Client):
                 _client.abandon_inherited(self._consumer)
                 return
             if self._member is not None:
-                if self._member.thread is threading.current_thread():
+                if threading.current_thread() in (
+                        self._member.thread, self._member.handle.holder):
                     raise errors.ConsumerError(
                         'close() from inside a rebalance would wait for '
                         'itself')
                 left = self._member.close(timeout)
             else:
-                closer = threading.Thread(target=self._consumer.close,
-                                          name='kafka-consumer-close',
-                                          daemon=True)
-                closer.start()
-                closer.join(timeout)
-                left = not closer.is_alive()
+                left = _client.close_within(self._consumer.close, timeout)
             if not left:
                 LOG.warning('Kafka consumer did not leave its group within '
                             '%.1f s; the broker will expire the member',

@@ -29,6 +29,7 @@ import time
 import typing
 
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import metrics
 
 LOG = logging.getLogger('monasca_common.confluent_kafka.consumer')
 
@@ -56,6 +57,25 @@ class LagQuestion:
         self._answered_at: float | None = None
         #: Questions asked of Kafka, since the start.
         self.asked = 0
+
+    def partition_offsets(self, assigned: collections.abc.Set[Key],
+                          statistics: typing.Any, interval_ms: int,
+                          timeout: float) -> Offsets:
+        """(low, end, committed) per assigned partition.
+
+        From librdkafka's statistics while they are on (``interval_ms``)
+        and recent, and name every partition; otherwise asked of Kafka.
+        """
+        assigned = set(assigned)
+        age = statistics.age()
+        if interval_ms and age is not None and age < 3 * interval_ms / 1e3:
+            found = metrics.offsets_from_statistics(statistics.document,
+                                                    assigned)
+            if set(found) == assigned:
+                return found
+        if not assigned:
+            return {}
+        return self.offsets(sorted(assigned), timeout)
 
     def offsets(self, keys: list[Key], timeout: float) -> Offsets:
         """The offsets of ``keys``; what is known at once if ``timeout`` 0.

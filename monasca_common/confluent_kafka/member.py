@@ -19,11 +19,12 @@ one thread owns the librdkafka consumer: it polls all the time, serves the
 group's rebalances and fills a buffer the reading thread takes messages
 from.
 
-It is also the only thread that calls librdkafka's consumer: confluent-kafka
-runs calls on one handle one at a time, and a call from another thread
-starves while a thread polls back to back. Everything else (commits,
-pause, seek) is a *job* this thread runs between two polls, or inside a
-revoke callback while it waits.
+While the service reads, though, the reading thread polls librdkafka
+itself: messages handed from one thread to another cost more CPU than the
+rest of the loop (see doc/source/performance.rst). The member polls in its
+place only once the reading thread has been away a moment, and hands it
+what it fetched meanwhile through the buffer. Who calls librdkafka's
+consumer when is :mod:`~monasca_common.confluent_kafka.handle`'s to say.
 
 How it lets go of partitions a rebalance takes away, with the reading
 thread when that one holds some of them, is in
@@ -48,8 +49,11 @@ import typing
 
 import confluent_kafka
 
+from monasca_common.confluent_kafka import _client
+from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import flow
+from monasca_common.confluent_kafka import handle as consumer_handle
 from monasca_common.confluent_kafka import rebalancing
 
 LOG = logging.getLogger(__name__)
@@ -66,9 +70,13 @@ _POLL_WAIT_ACTIVE = 0.002
 _ACTIVE_FOR = 1.0
 _CHUNK = 500
 _JOBS_PER_TURN = 8
+# One poll of the reading thread waits at most this long, so that stop()
+# and the member's revocations reach it soon.
+_READ_SLICE = 0.1
 # How often the member looks whether the reading thread still takes
 # messages.
 _WATCH_EVERY = 0.5
+_error = confluent_kafka.Message.error
 _FATAL_CONSUME = frozenset((
     KafkaError._AUTHENTICATION, KafkaError.TOPIC_AUTHORIZATION_FAILED,
     KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError._INVALID_ARG,
@@ -118,9 +126,11 @@ class GroupMember(rebalancing.Rebalancing):
         #: Partitions owned; kept here so any thread may read it.
         self.assigned: set[Key] = set()
         #: Messages put in the buffer, and taken back out of it unread
-        #: (to be fetched again), since the start.
+        #: (to be fetched again), since the start; of those put in, how
+        #: many the reading thread fetched for itself.
         self.fetched = 0
         self.dropped = 0
+        self.fetched_by_reader = 0
         #: Rebalances the member went through: each ends with an
         #: assignment, maybe empty; partitions lost count as one too.
         self.rebalances = 0
@@ -128,12 +138,18 @@ class GroupMember(rebalancing.Rebalancing):
         #: Kafka refused the consumer (credentials, TLS): the reader says
         #: so, then waits again.
         self.refusal: KafkaError | None = None
-        self._jobs: collections.deque = collections.deque()
-        self._wake = threading.Event()
+        #: Whoever calls the librdkafka consumer holds it.
+        self.handle = consumer_handle.Handle(consumer)
+        self.submit = self.handle.submit
+        self.call = self.handle.call
+        # What releases partitions for the reading thread while it polls
+        # (see rebalancing.py).
+        self._reader_release: typing.Callable | None = None
+        #: The reading thread waits in :meth:`read`.
+        self.reading = False
         self._commits: collections.deque = collections.deque()
         self._revoking = False
         self._closing = False
-        self._active = 0.0
         self._assignment_changed = False
         #: Pauses, stalls and stuck fetches (see flow.py).
         self.flow = flow.FlowControl(consumer, self.assigned, buffer_bytes)
@@ -142,48 +158,22 @@ class GroupMember(rebalancing.Rebalancing):
         self._thread = threading.Thread(target=self._run,
                                         name='kafka-consumer-member',
                                         daemon=True)
+        self.handle.member = self._thread
         self._thread.start()
 
-    # -- jobs ---------------------------------------------------------------
-
-    def submit(self, job: typing.Callable) -> concurrent.futures.Future:
-        """Run ``job(consumer)`` on the member thread; its result."""
-        return self._submit(lambda consumer, future: future.set_result(
-            job(consumer)))
-
-    def _submit(self, job) -> concurrent.futures.Future:
-        # ``job(consumer, future)`` answers the future, now or later.
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        if threading.current_thread() is self._thread:
-            self._run_job(job, future)
-        else:
-            self._active = time.monotonic()
-            self._jobs.append((job, future))
-            self._wake.set()
-        return future
-
-    def call(self, job: typing.Callable, timeout: float):
-        """``submit`` and wait up to ``timeout`` for the result.
-
-        A job not started by then is cancelled: nobody waits for it.
-        """
-        future = self.submit(job)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise
+    # -- commits ------------------------------------------------------------
 
     def commit(self, offsets: list,
                asynchronous: bool = False) -> concurrent.futures.Future:
         """Commit ``offsets``; the future gets librdkafka's answer.
 
-        Synchronous on the member thread: an asynchronous commit's answer
-        queues behind every message librdkafka fetched before it, and a
-        service catching up a backlog would wait for all of them. Without
-        a coordinator the member waits with it (there is nothing to fetch
-        or rebalance then); the caller waits at most its own deadline.
-        With ``asynchronous`` the answer comes through ``on_commit``.
+        Synchronous, on the member thread: librdkafka's synchronous commit
+        waits for Kafka's answer without a bound of its own, and the
+        caller waits at most its own deadline. Without a coordinator the
+        member waits with it (there is nothing to fetch or rebalance
+        then). Inside a revoke callback it runs there and then, on the
+        thread whose poll that is. With ``asynchronous`` the answer comes
+        through ``on_commit``, from whoever polls next.
         """
         def job(consumer, future):
             if asynchronous and not self._revoking:
@@ -192,7 +182,8 @@ class GroupMember(rebalancing.Rebalancing):
             else:
                 future.set_result(consumer.commit(offsets=offsets,
                                                   asynchronous=False))
-        return self._submit(job)
+        return self.handle.submit_answering(
+            job, may_block=not asynchronous or self._revoking)
 
     def on_commit(self, err, partitions) -> None:
         """librdkafka's ``on_commit``: answers commits in sending order."""
@@ -203,21 +194,6 @@ class GroupMember(rebalancing.Rebalancing):
             future.set_exception(confluent_kafka.KafkaException(err))
         else:
             future.set_result(partitions)
-
-    def _run_job(self, job, future) -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            job(self.consumer, future)
-        except BaseException as exc:  # handed to the caller
-            if not future.done():
-                future.set_exception(exc)
-
-    def _run_jobs(self, most: int | None = None) -> None:
-        jobs = self._jobs
-        count = len(jobs) if most is None else min(most, len(jobs))
-        for _ in range(count):
-            self._run_job(*jobs.popleft())
 
     # -- flow control (jobs) -------------------------------------------------
 
@@ -236,6 +212,13 @@ class GroupMember(rebalancing.Rebalancing):
     def resume(self, keys: set[Key]) -> None:
         self.flow.resume(keys)
 
+    def counts(self) -> dict[str, float]:
+        """The member's figures, for the consumer's metrics."""
+        buffered = len(self.buffer)
+        return {'consumed': self.fetched - self.dropped - buffered,
+                'buffered': buffered, 'rebalances': self.rebalances,
+                'assigned': len(self.assigned)}
+
     def on_statistics(self, document: dict) -> None:
         """librdkafka's statistics, inside ``poll`` (see flow.py)."""
         self.flow.on_statistics(document)
@@ -245,6 +228,19 @@ class GroupMember(rebalancing.Rebalancing):
         with self.ready:
             self.refusal = err
             self.ready.notify_all()
+
+    def raise_errors(self, servers: str, config: dict) -> None:
+        """Raise ConsumerError for a fatal error or a refusal (once)."""
+        with self.ready:
+            fatal, refusal = self.fatal, self.refusal
+            self.refusal = None
+        if fatal is not None:
+            raise errors.ConsumerError('Kafka consumer error: %s'
+                                       % errors.explain(fatal))
+        if refusal is not None:
+            raise errors.ConsumerError(
+                'Kafka at %s refused the consumer: %s'
+                % (servers, kafka_config.scrub(refusal.str(), config)))
 
     def drop_buffered(self, keys) -> dict[Key, int]:
         """Remove buffered messages of ``keys``; their first offsets."""
@@ -271,64 +267,128 @@ class GroupMember(rebalancing.Rebalancing):
         consumer.subscribe(self.topics, on_assign=self._on_assign,
                            on_revoke=self._on_revoke, on_lost=self._on_lost)
 
-    def _run(self) -> None:
-        consumer = self.consumer
-        self._subscribe(consumer)
-        buffer = self.buffer
-        while not self._closing:
-            # Bounded: however many threads hand it jobs, it polls too.
-            self._run_jobs(_JOBS_PER_TURN)
-            now = time.monotonic()
-            if now - self._watched >= _WATCH_EVERY:
-                self._watched = now
-                self._watch_reader(now)
-                if self._retry_commits is not None:
+    def read(self, timeout: float, release: typing.Callable,
+             stopped: typing.Callable[[], bool]) -> None:
+        """On the reading thread: poll for messages into the buffer.
+
+        Returns once messages are there, or a revocation, ``stopped()``,
+        an error, or ``timeout`` seconds. ``release(revocation)`` lets go
+        of partitions a rebalance inside this poll takes away.
+        """
+        deadline = time.monotonic() + timeout
+        self.reading = True
+        try:
+            self._read(deadline, release, stopped)
+        finally:
+            self.reading = False
+
+    def _read(self, deadline, release, stopped) -> None:
+        handle = self.handle
+        while True:
+            handle.reader_at = time.monotonic()
+            with handle.holding(True, _READ_SLICE) as holding:
+                if holding and not self._closing:
+                    self._reader_release = release
                     try:
-                        self._retry_commits(self)
-                    except Exception:
-                        LOG.exception('Kafka consumer: sending a commit '
-                                      'again failed')
-            if self.flow.statistics_waiting:
-                self.flow.assign_stuck_again()
-            if self.flow.too_full(len(buffer), bool(self._commits)):
-                self._wake.wait(_POLL_WAIT_ACTIVE)
-                self._wake.clear()
-                continue
-            try:
-                first = consumer.poll(
-                    _POLL_WAIT_ACTIVE if self._commits or
-                    time.monotonic() - self._active < _ACTIVE_FOR
-                    else _POLL_WAIT)
-                if first is None:
-                    continue
-                messages = [first]
-                messages.extend(consumer.consume(_CHUNK - 1, 0))
-            except Exception:
-                LOG.exception('Kafka consumer: unexpected error while '
-                              'fetching')
-                time.sleep(_POLL_WAIT)
-                continue
-            good = [m for m in messages if m.error() is None]
-            if len(good) != len(messages):
-                for message in messages:
-                    err = message.error()
-                    if err is not None:
-                        self._on_message_error(err)
-            if self._assignment_changed:
-                # A rebalance ran inside this poll: messages fetched
-                # before it for partitions now gone must not be handed.
-                self._assignment_changed = False
-                assigned = self.assigned
-                good = [m for m in good
+                        messages = self.consumer.consume(_CHUNK, max(
+                            0.0, min(_READ_SLICE,
+                                     deadline - time.monotonic())))
+                    finally:
+                        self._reader_release = None
+                        handle.reader_at = time.monotonic()
+                    stored = self._store(messages, False) if messages else 0
+                    self.fetched_by_reader += stored
+                    if stored:
+                        return
+            if (self.buffer or self.revocations or stopped() or
+                    self._closing or self.fatal is not None or
+                    self.refusal is not None or
+                    time.monotonic() >= deadline):
+                return
+
+    def _run(self) -> None:
+        handle = self.handle
+        with handle.holding():
+            self._subscribe(self.consumer)
+        while not self._closing:
+            with handle.holding():
+                wait = self._turn()
+            if wait:
+                handle.wake.wait(wait)
+                handle.wake.clear()
+        with handle.holding():
+            handle.run_jobs()
+
+    def _turn(self) -> float:
+        """One turn of the member thread; how long to wait before the next.
+
+        Bounded: however many threads hand it jobs, it polls too.
+        """
+        handle = self.handle
+        handle.run_jobs(_JOBS_PER_TURN)
+        now = time.monotonic()
+        if now - self._watched >= _WATCH_EVERY:
+            self._watched = now
+            self._watch_reader(now)
+            if self._retry_commits is not None:
+                try:
+                    self._retry_commits(self)
+                except Exception:
+                    LOG.exception('Kafka consumer: sending a commit '
+                                  'again failed')
+        if self.flow.statistics_waiting:
+            self.flow.assign_stuck_again()
+        # First: a reader back from a stall gets its partitions resumed.
+        full = self.flow.too_full(len(self.buffer), bool(self._commits))
+        if handle.reader_polls():
+            return 0 if handle.jobs_waiting else _POLL_WAIT
+        if full:
+            return _POLL_WAIT_ACTIVE
+        try:
+            first = self.consumer.poll(
+                _POLL_WAIT_ACTIVE if self._commits or
+                time.monotonic() - handle.active < _ACTIVE_FOR
+                else _POLL_WAIT)
+            if first is None:
+                return 0
+            messages = [first]
+            messages.extend(self.consumer.consume(_CHUNK - 1, 0))
+        except Exception:
+            LOG.exception('Kafka consumer: unexpected error while fetching')
+            return _POLL_WAIT
+        if self._store(messages, True):
+            handle.active = time.monotonic()
+        return 0
+
+    def _store(self, messages: list, measure: bool) -> int:
+        """Put what a poll got in the buffer; how many went there.
+
+        ``measure``: keep the mean size the buffer's bound in bytes is
+        reckoned by (the member's polls: the reading thread's own empty
+        the buffer before the next).
+        """
+        if any(map(_error, messages)):
+            for message in messages:
+                err = message.error()
+                if err is not None:
+                    self._on_message_error(err)
+            messages = [m for m in messages if m.error() is None]
+        if self._assignment_changed:
+            # A rebalance ran inside this poll: messages fetched before
+            # it for partitions now gone must not be handed.
+            self._assignment_changed = False
+            assigned = self.assigned
+            messages = [m for m in messages
                         if (m.topic(), m.partition()) in assigned]
-            if good:
-                self._active = time.monotonic()
-                self.flow.fetched(len(good), sum(map(len, good)))
-                with self.ready:
-                    self.fetched += len(good)
-                    buffer.extend(good)
-                    self.ready.notify_all()
-        self._run_jobs()
+        if not messages:
+            return 0
+        if measure:
+            self.flow.fetched(len(messages), sum(map(len, messages)))
+        with self.ready:
+            self.fetched += len(messages)
+            self.buffer.extend(messages)
+            self.ready.notify_all()
+        return len(messages)
 
     def _watch_reader(self, now: float) -> None:
         """Leave the group when the reading thread stopped taking messages.
@@ -395,16 +455,18 @@ class GroupMember(rebalancing.Rebalancing):
     def close(self, timeout: float) -> bool:
         """Leave the group; False if that took longer than ``timeout``."""
         self._closing = True
-        self._wake.set()
+        self.handle.wake.set()
         deadline = time.monotonic() + timeout
         self._thread.join(timeout)
         if self._thread.is_alive():
             return False
-        closer = threading.Thread(target=self.consumer.close,
-                                  name='kafka-consumer-close', daemon=True)
-        closer.start()
-        closer.join(max(0.0, deadline - time.monotonic()))
-        return not closer.is_alive()
+        return _client.close_within(self._close_consumer,
+                                    deadline - time.monotonic())
+
+    def _close_consumer(self) -> None:
+        # Not in the middle of the reading thread's poll.
+        with self.handle.holding():
+            self.consumer.close()
 
     @property
     def thread(self) -> threading.Thread:

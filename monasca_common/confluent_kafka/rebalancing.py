@@ -24,8 +24,10 @@ holds up only partitions it is in the middle of. Partitions lost (the
 session expired, the member fenced) are never committed.
 
 :class:`Rebalancing` holds these callbacks for
-:class:`~monasca_common.confluent_kafka.member.GroupMember`; they run on
-its thread, inside ``poll``.
+:class:`~monasca_common.confluent_kafka.member.GroupMember`; they run
+inside ``poll``, on its thread, or on the reading thread while that one
+polls for itself: it then releases the partitions there and then, between
+two messages as well.
 """
 
 from __future__ import annotations
@@ -71,9 +73,9 @@ class Rebalancing:
     _assignment_changed: bool
     _closing: bool
     _revoking: bool
-    _wake: threading.Event
+    _reader_release: typing.Callable | None
+    handle: typing.Any
     _needs_reader: typing.Callable[[set], bool]
-    _run_jobs: typing.Callable[..., None]
     drop_buffered: typing.Callable[[set], dict]
 
     def serve_revocations(self, release) -> None:
@@ -88,7 +90,7 @@ class Rebalancing:
             self.drop_buffered(revocation.keys)
             release(revocation)
             revocation.done.set()
-            self._wake.set()
+            self.handle.wake.set()
 
     def _on_assign(self, consumer, partitions) -> None:
         self.rebalances += 1
@@ -119,6 +121,17 @@ class Rebalancing:
             return
         LOG.info('Kafka consumer: partitions revoked %s',
                  describe(partitions))
+        if self._reader_release is not None:
+            # Inside the reading thread's own poll: it lets go at once.
+            with self.ready:
+                self.revocations.append(revocation)
+            self._revoking = True
+            try:
+                self.serve_revocations(self._reader_release)
+            finally:
+                self._revoking = False
+            self._release(revocation)
+            return
         if not self._needs_reader(revocation.keys):
             # Nothing handed of them waits for a commit: let them go now.
             # The reading thread still forgets them at its next turn.
@@ -135,7 +148,7 @@ class Rebalancing:
                 self.ready.notify_all()
             deadline = time.monotonic() + self.revoke_timeout
             while not revocation.done.is_set():
-                self._run_jobs()
+                self.handle.run_jobs()
                 if self._closing:
                     break
                 if time.monotonic() >= deadline:
@@ -146,9 +159,9 @@ class Rebalancing:
                         'come again to their new owner',
                         self.revoke_timeout, describe(partitions))
                     break
-                self._wake.wait(_WAIT)
-                self._wake.clear()
-            self._run_jobs()
+                self.handle.wake.wait(_WAIT)
+                self.handle.wake.clear()
+            self.handle.run_jobs()
         finally:
             self._revoking = False
         self._release(revocation)

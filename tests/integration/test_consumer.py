@@ -132,7 +132,7 @@ def test_close_or_stop_wakes_a_waiting_consume_batch(
         waiter = threading.Thread(target=lambda: returned.append(
             consumer.consume_batch(500, 30)))
         waiter.start()
-        waiting.until(lambda: consumer._member.ready._waiters, 10,
+        waiting.until(lambda: consumer._member.reading, 10,
                       'consume_batch waiting')
         getattr(consumer, how)()
         waiting.until(lambda: returned, 5, 'consume_batch woken')
@@ -584,3 +584,43 @@ def test_a_hung_reader_leaves_its_group_and_joins_again(
         alive.join(30)
         for consumer in members.values():
             consumer.close()
+
+
+def test_a_reader_that_keeps_up_fetches_for_itself(
+        bootstrap_servers, make_topic, group_id):
+    """No hand-over between threads while the service keeps reading.
+
+    The reading thread polls librdkafka itself; once it has been away
+    longer than the member waits for it, the member fetches in its place,
+    and what it fetched comes first, in order, each message once.
+    """
+    topic = make_topic(partitions=2)
+    total = 6000
+    with kafka.KafkaProducer(bootstrap_servers) as producer:
+        for start in range(0, total, 100):  # keyed: both partitions
+            producer.publish(topic, ['%05d' % i for i in
+                                     range(start, start + 100)],
+                             key=str(start), sync=True, timeout=60)
+    consumer = new_consumer(bootstrap_servers, group_id, topic)
+    seen = collections.Counter()
+    last = {}
+
+    def take(count):
+        for message in waiting.take(consumer, count, timeout=60):
+            value = int(message.value())
+            assert value > last.get(message.partition(), -1), 'out of order'
+            last[message.partition()] = value
+            seen[value] += 1
+    try:
+        take(2000)
+        member = consumer._member
+        # The member may have fetched a first chunk before the reader came.
+        assert member.fetched_by_reader >= 2000 - 500
+        before = member.fetched - member.fetched_by_reader
+        waiting.until(lambda: member.fetched - member.fetched_by_reader >
+                      before, 30, 'the member fetching for a reader away')
+        take(total - 2000)
+    finally:
+        consumer.close()
+    assert sorted(seen) == list(range(total))
+    assert set(seen.values()) == {1}

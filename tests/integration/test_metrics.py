@@ -170,8 +170,9 @@ def test_metrics_callers_never_hold_up_reading(bootstrap_servers,
             waiting.take(consumer, 1, timeout=60)
             member = consumer._member
             submitted = []
-            submit = member.submit
-            member.submit = lambda job: submitted.append(job) or submit(job)
+            submit = member.handle.submit_answering
+            member.handle.submit_answering = \
+                lambda job: submitted.append(job) or submit(job)
             for asker in askers:
                 asker.start()
             started = time.monotonic()
@@ -253,8 +254,12 @@ def test_statsd_listener_gets_the_documented_names(bootstrap_servers, topic,
             # Rebalance, commit and fetch answers give every broker
             # figure within a few reports.
             documented = PRODUCER_NAMES | CONSUMER_NAMES
-            waiting.until(lambda: documented <= listener.names(), 30,
-                          'every documented name')
+            try:
+                waiting.until(lambda: documented <= listener.names(), 30,
+                              'every documented name')
+            except waiting.Timeout:
+                raise AssertionError('never reported: %s' % sorted(
+                    documented - listener.names())) from None
             waiting.until(
                 lambda: listener.latest(
                     'kafka.client.consumer.lag.messages', topic=topic,
