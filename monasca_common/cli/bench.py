@@ -26,6 +26,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -132,10 +133,17 @@ def _measured(scenario, size, count, start, end, note='', **more):
 
 
 class MockCluster:
-    """librdkafka's in-process cluster, owned by a holder client."""
+    """librdkafka's mock cluster, owned by a holder client.
 
-    def __init__(self) -> None:
+    :param in_process: in this process (its broker thread's CPU is taken
+        out of the figures), or in a child process of its own, so that
+        the client's process does nothing else.
+    """
+
+    def __init__(self, in_process: bool = True) -> None:
+        self._in_process = in_process
         self._holder: confluent_kafka.Producer | None = None
+        self._child: subprocess.Popen | None = None
         self.bootstrap_servers = self.renew()
 
     def renew(self) -> str:
@@ -145,8 +153,17 @@ class MockCluster:
         long run would hold every scenario's messages.
         """
         self.close()
-        self._holder = confluent_kafka.Producer({
-            'test.mock.num.brokers': 1, 'logger': _client.LIBRDKAFKA_LOG})
+        if not self._in_process:
+            self._child = subprocess.Popen(
+                [sys.executable, '-c', 'from monasca_common.cli import '
+                 'bench; bench.serve_mock_cluster()'],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert self._child.stdout is not None
+            self.bootstrap_servers = self._child.stdout.readline().strip()
+            if not self.bootstrap_servers:
+                raise RuntimeError('the mock cluster process did not start')
+            return self.bootstrap_servers
+        self._holder = _mock_holder()
         brokers = self._holder.list_topics(timeout=10).brokers.values()
         self.bootstrap_servers = ','.join('%s:%d' % (b.host, b.port)
                                           for b in brokers)
@@ -156,6 +173,22 @@ class MockCluster:
         if self._holder is not None:
             self._holder.flush(1)
             self._holder = None
+        if self._child is not None:
+            child, self._child = self._child, None
+            child.communicate(timeout=30)  # its stdin closes: it ends
+
+
+def _mock_holder() -> confluent_kafka.Producer:
+    return confluent_kafka.Producer({
+        'test.mock.num.brokers': 1, 'logger': _client.LIBRDKAFKA_LOG})
+
+
+def serve_mock_cluster() -> None:
+    """In a child process: a mock cluster until standard input closes."""
+    holder = _mock_holder()
+    brokers = holder.list_topics(timeout=10).brokers.values()
+    print(','.join('%s:%d' % (b.host, b.port) for b in brokers), flush=True)
+    sys.stdin.read()
 
 
 def _topic(prefix='bench'):
@@ -276,8 +309,12 @@ class Bench:
                  progress: typing.Callable | None = None,
                  partitions: int = 4, rounds: int = 3,
                  sample_queue: bool = False, seconds: float = 2.0,
-                 renew: typing.Callable[[], str] | None = None):
+                 renew: typing.Callable[[], str] | None = None,
+                 payload: str = 'str'):
         self.servers = servers
+        # What the producer scenarios publish: str, as the services do
+        # (JSON), or bytes.
+        self._payload_type = payload
         # A new mock cluster between scenarios, so that memory holds one
         # scenario's messages, not the whole run's.
         self._renew = renew
@@ -290,6 +327,12 @@ class Bench:
         self.mock = mock
         self.partitions = partitions
         self.progress = progress or (lambda *a: None)
+
+    def payloads(self, size: int) -> list:
+        """A chunk of the messages the producer scenarios publish."""
+        payload = 'x' * size
+        return [payload.encode() if self._payload_type == 'bytes'
+                else payload] * CHUNK
 
     def topic(self):
         name = _topic()
@@ -321,7 +364,7 @@ class Bench:
     # -- producer scenarios -------------------------------------------------
 
     def raw_produce_loop(self, size, with_callback=False):
-        payloads = [b'x' * size] * CHUNK
+        payloads = self.payloads(size)
         producer = _raw_producer(self.servers)
         topic = self.topic()
         producer.produce(topic, b'warm-up')
@@ -384,7 +427,7 @@ class Bench:
     def _ours(self, name, size, chunk, note='', seconds=None,
               **producer_args):
         """Time ``chunk(producer, topic, payloads)`` as long as it takes."""
-        payloads = [b'x' * size] * CHUNK
+        payloads = self.payloads(size)
         with kafka_producer.KafkaProducer(self.servers,
                                           **producer_args) as producer:
             topic = self.topic()
@@ -437,7 +480,7 @@ class Bench:
         topic = self.topic()
         producer.produce(topic, b'warm-up')
         producer.flush(30)
-        payload = b'x' * size
+        payload = self.payloads(size)[0]
 
         def one():
             producer.produce(topic, payload)

@@ -166,12 +166,12 @@ def _write_json(path, servers, args, results, found):
 
 
 @contextlib.contextmanager
-def _cluster(servers: str | None):
+def _cluster(servers: str | None, in_process: bool = True):
     """``servers``, or librdkafka's embedded mock cluster if None."""
     if servers:
         yield servers, None
         return
-    mock = bench.MockCluster()
+    mock = bench.MockCluster(in_process)
     try:
         yield mock.bootstrap_servers, mock
     finally:
@@ -187,12 +187,14 @@ def cmd_bench(args) -> int:
         args.sizes = [100] if quick else [100, 1024]
     if args.seconds is None:
         args.seconds = 1.0 if quick else 2.0
-    with _cluster(args.bootstrap_servers) as (servers, cluster):
+    with _cluster(args.bootstrap_servers,
+                  not args.mock_process) as (servers, cluster):
         mock = cluster is not None
         runner = bench.Bench(servers, args.messages, mock, on_progress,
                              rounds=args.rounds, seconds=args.seconds,
                              sample_queue=bool(args.plot),
-                             renew=cluster.renew if mock else None)
+                             renew=cluster.renew if mock else None,
+                             payload=args.payload)
         if args.scale:
             from monasca_common.cli import scale
             results = scale.run(runner, args.sizes[0],
@@ -202,7 +204,10 @@ def cmd_bench(args) -> int:
         else:
             results = runner.run(sizes=args.sizes,
                                  latency=not args.no_latency)
-    print('broker: %s' % ('librdkafka mock cluster' if mock else servers))
+    print('broker: %s; %s payloads' % (
+        ('librdkafka mock cluster' + (' in its own process'
+                                      if args.mock_process else ''))
+        if mock else servers, args.payload))
     rows = bench.summary(results)
     found = bench.ratios(results)
     report(rows, found)
@@ -413,6 +418,12 @@ def parser() -> argparse.ArgumentParser:
                    help='instead: one producer shared by 1, 2 and 4 '
                         'threads, and a consumer group of 1, 2 and 4 '
                         'processes on 8 partitions (needs -b)')
+    b.add_argument('--mock-process', action='store_true',
+                   help='run the mock cluster in a process of its own, so '
+                        'that only the client works in this one')
+    b.add_argument('--payload', choices=('str', 'bytes'), default='str',
+                   help='what the producer scenarios publish (default: '
+                        'str, as the services do)')
     b.add_argument('--json', metavar='FILE',
                    help='write every round and ratio here')
     b.add_argument('--no-latency', action='store_true')

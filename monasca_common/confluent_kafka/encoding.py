@@ -27,6 +27,11 @@ from monasca_common.confluent_kafka import errors
 MESSAGE_OVERHEAD = 36
 
 
+_BYTES = frozenset((bytes,))
+_STR = frozenset((str,))
+_is_ascii = str.isascii
+
+
 def encode_key(key) -> bytes | None:
     """A message key as bytes: str is UTF-8, an int its decimal digits."""
     if key is None or isinstance(key, bytes):
@@ -41,6 +46,8 @@ def encode_key(key) -> bytes | None:
 
 
 def _encode_value(value, position: int) -> bytes:
+    if type(value) is bytes:
+        return value
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, str):
@@ -50,24 +57,27 @@ def _encode_value(value, position: int) -> bytes:
 
 
 def encode_all(messages: list, key: bytes | None,
-               max_bytes: int) -> list[bytes]:
-    """Every message as bytes, each within ``max_bytes`` with its key.
+               max_bytes: int) -> list[str | bytes]:
+    """Every message checked, each within ``max_bytes`` with its key.
+
+    What comes back is for librdkafka: bytes as they are, and ASCII str
+    as they are too, since librdkafka encodes a str value itself and an
+    ASCII str is as many bytes as characters (Python knows whether a str
+    is ASCII without reading it). Any other message is turned into bytes
+    here, so that its size is checked exactly and a str that cannot be
+    encoded raises before anything of the call is queued.
 
     :param max_bytes: the producer's ``message.max.bytes``.
     :raises TypeError: a message is neither str nor bytes.
     :raises InvalidMessageError: a message (or the key) is too large.
+    :raises UnicodeEncodeError: a str holds a lone surrogate.
     """
-    payloads: list[bytes] = []
-    append = payloads.append
-    for message in messages:
-        kind = type(message)
-        # The common kinds first: this loop runs once per message.
-        if kind is bytes:
-            append(message)
-        elif kind is str:
-            append(message.encode('utf-8'))
-        else:
-            append(_encode_value(message, len(payloads)))
+    kinds = set(map(type, messages))
+    if kinds == _BYTES or kinds == _STR and all(map(_is_ascii, messages)):
+        payloads: list = messages
+    else:
+        payloads = [_encode_value(message, position)
+                    for position, message in enumerate(messages)]
     key_size = len(key) if key else 0
     limit = max_bytes - MESSAGE_OVERHEAD - key_size
     if limit < 0:
@@ -86,3 +96,8 @@ def encode_all(messages: list, key: bytes | None,
                ' with a %d-byte key' % key_size if key_size else '',
                max_bytes, MESSAGE_OVERHEAD))
     return payloads
+
+
+def as_bytes(payload: str | bytes) -> bytes:
+    """A payload :func:`encode_all` gave, as the bytes Kafka stores."""
+    return payload.encode('utf-8') if isinstance(payload, str) else payload

@@ -401,7 +401,8 @@ class KafkaProducer(_client.Client):
                     if self._closing else
                     'Kafka producer queue full for %.1f s' % timeout,
                     len(unqueued), len(payloads), topic),
-                failed=[FailedMessage(topic, p, key, queueing.QUEUE_FULL)
+                failed=[FailedMessage(topic, encoding.as_bytes(p), key,
+                                      queueing.QUEUE_FULL)
                         for p in unqueued],
                 not_queued=len(unqueued))
         if sync:

@@ -73,8 +73,9 @@ class SendQueue:
         self.closing = True
         self._room.set()
 
-    def put(self, topic: str, payloads: list[bytes], key: bytes | None,
-            report, deadline: float) -> list[bytes]:
+    def put(self, topic: str, payloads: list[str | bytes],
+            key: bytes | None, report,
+            deadline: float) -> list[str | bytes]:
         """Queue ``payloads`` in order; return those left at ``deadline``.
 
         What is left is a suffix of ``payloads``: the call's order holds.

@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 
+import confluent_kafka
 import pytest
 
 from monasca_common.cli import bench
@@ -30,10 +31,13 @@ def cli(*args, stdin=None, timeout=300):
 
 
 def test_bench_on_the_embedded_mock_cluster(tmp_path):
+    # In a process of its own: the client's CPU is all this one spends.
     out = cli('bench', '--seconds', '0.3', '--rounds', '2', '--sizes', '100',
-              '--no-latency', '--json', str(tmp_path / 'bench.json'))
+              '--no-latency', '--mock-process',
+              '--json', str(tmp_path / 'bench.json'))
     assert out.returncode == 0, out.stderr[-2000:]
-    assert 'librdkafka mock cluster' in out.stdout
+    assert 'librdkafka mock cluster in its own process; str payloads' \
+        in out.stdout
     for scenario in ('raw confluent-kafka produce loop',
                      'publish(list of 1000)', 'publish(one message)',
                      'KafkaConsumer iteration'):
@@ -52,6 +56,21 @@ def test_bench_on_the_embedded_mock_cluster(tmp_path):
         ('consumer / raw consume', 100)]
     assert ratio['cpu']['low'] <= ratio['cpu']['median'] <= \
         ratio['cpu']['high']
+
+
+def test_a_mock_cluster_in_its_own_process_serves_and_ends():
+    cluster = bench.MockCluster(in_process=False)
+    try:
+        first = cluster.bootstrap_servers
+        child = cluster._child
+        producer = confluent_kafka.Producer({'bootstrap.servers': first})
+        producer.produce('t', 'one')
+        assert producer.flush(30) == 0
+        assert cluster.renew() != first  # afresh: a new cluster
+        assert child.returncode == 0
+    finally:
+        cluster.close()
+    assert cluster._child is None
 
 
 @pytest.mark.integration
