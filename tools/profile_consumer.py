@@ -20,7 +20,12 @@ Reads the same filled topics (12 partitions on the mock cluster, or
 * ``threaded``: the same, but a second thread consumes into a deque that
   this one takes from (the member thread's shape, without the library);
 * ``ours``: ``KafkaConsumer`` iteration, ``commit()`` as often;
-* ``ours-nocommit``: the iteration alone.
+* ``ours-nocommit``: the iteration alone;
+* ``positions``: a candidate, not the library: the reading thread
+  consumes, hands each chunk out through C iterators only (no Python per
+  message), and a commit covers librdkafka's stored offsets, put back for
+  the part of the chunk not yet handed out (exact without a per-message
+  ledger).
 
 Then the CPU and wall time of one commit: raw (stored offsets, explicit
 offsets, explicit offsets from another thread) and the library's.
@@ -30,6 +35,7 @@ offsets, explicit offsets from another thread) and the library's.
 
 import argparse
 import collections
+import itertools
 import threading
 import time
 import uuid
@@ -121,6 +127,46 @@ def ours(servers, topics, n, every):
     return got, start, end
 
 
+def positions(servers, topics, n, every):
+    consumer = confluent_kafka.Consumer(dict(
+        raw_conf(servers), **{'group.id': uuid.uuid4().hex}))
+    consumer.subscribe(topics)
+    handing = [None]  # the chunk being handed out, reversed, None last
+
+    def chunks():
+        while True:
+            chunk = consumer.consume(500, 0.1)
+            if any(map(confluent_kafka.Message.error, chunk)):
+                chunk = [m for m in chunk if m.error() is None]
+            chunk.append(None)
+            chunk.reverse()
+            handing[:] = [chunk]
+            yield iter(chunk.pop, None)
+
+    def commit():
+        first = {}
+        for message in reversed(handing[0][1:] if handing[0] else ()):
+            first.setdefault((message.topic(), message.partition()),
+                             message.offset())
+        if first:
+            consumer.store_offsets(offsets=[
+                confluent_kafka.TopicPartition(t, p, o)
+                for (t, p), o in first.items()])
+        consumer.commit(asynchronous=False)
+    got, start = 0, None
+    for message in itertools.chain.from_iterable(chunks()):
+        start = start or bench.now()
+        message.value()
+        got += 1
+        if every and got % every == 0:
+            commit()
+        if got >= n:
+            break
+    end = bench.now()
+    consumer.close()
+    return got, start, end
+
+
 def commit_cost(servers, topics, n, every):
     """(shape, CPU µs, wall µs) per commit."""
     costs = []
@@ -198,7 +244,8 @@ def main():
             ('raw', raw, args.commit_every),
             ('threaded', threaded, 0),
             ('ours', ours, args.commit_every),
-            ('ours-nocommit', ours, 0)):
+            ('ours-nocommit', ours, 0),
+            ('positions', positions, args.commit_every)):
         for _ in range(2):
             got, start, end = shape(servers, topics, n, every)
             print('%-14s CPU %.2f us/msg  %9.0f msgs/s' % (

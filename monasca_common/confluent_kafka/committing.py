@@ -292,6 +292,11 @@ class CommitInterval:
     seconds have passed since the last commit (or since reading started),
     whether or not messages arrive; the interval restarts then even if the
     callback does not commit, so it is called once per interval.
+
+    The reading loop does not read the clock for each message: the member
+    thread :meth:`watch` es it, and :attr:`due` is not empty once the
+    callback may be due (a test of a list, against a clock reading and a
+    call).
     """
 
     def __init__(self, callback: typing.Callable[[], typing.Any] | None,
@@ -299,6 +304,8 @@ class CommitInterval:
         self.callback = callback
         self._interval = interval
         self._last = time.monotonic()
+        #: Not empty once the callback may be due.
+        self.due: list = []
 
     def restart(self) -> None:
         self._last = time.monotonic()
@@ -310,9 +317,17 @@ class CommitInterval:
         due = self._last + self._interval - time.monotonic()
         return max(0.0, min(limit, due))
 
+    def watch(self, now: float) -> None:
+        """On the member thread, every turn: flag the callback if due."""
+        if self.callback is not None and not self.due and \
+                now - self._last >= self._interval:
+            self.due.append(True)
+
     def check(self) -> None:
+        """On the reading thread: call the callback if it is due."""
         if self.callback is None:
             return
+        self.due.clear()
         now = time.monotonic()
         if now - self._last >= self._interval:
             self._last = now

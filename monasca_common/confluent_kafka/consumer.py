@@ -190,7 +190,8 @@ class KafkaConsumer(_client.Client):
                 self._needs_reader, self._max_poll_interval,
                 self._committer.retry_refused,
                 1024 * kafka_config.int_property(
-                    self._config, 'queued.max.messages.kbytes', 65536))
+                    self._config, 'queued.max.messages.kbytes', 65536),
+                self._interval.watch)
         return self._member
 
     def _needs_reader(self, keys) -> bool:
@@ -228,6 +229,7 @@ class KafkaConsumer(_client.Client):
         handed = self._ledger.handed
         single_topic = self._ledger.single_topic is not None
         timed = self._interval.callback is not None
+        due = self._interval.due
         check_interval = self._interval.check
         while not self._stop:
             if revocations:
@@ -251,7 +253,7 @@ class KafkaConsumer(_client.Client):
                 yield message
                 if self._stop:
                     break
-                if timed:
+                if due:
                     check_interval()
             if timed:
                 check_interval()

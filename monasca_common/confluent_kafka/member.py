@@ -100,6 +100,8 @@ class GroupMember(rebalancing.Rebalancing):
         thread twice a second between polls, to send again commits Kafka
         turned away.
     :param buffer_bytes: bytes of fetched messages the buffer may hold.
+    :param on_turn: ``on_turn(now)``, called on the member thread every
+        turn (at least every 50 ms); it must be quick.
     """
 
     def __init__(self, consumer: confluent_kafka.Consumer, topics: list,
@@ -107,7 +109,8 @@ class GroupMember(rebalancing.Rebalancing):
                  needs_reader: typing.Callable[[set], bool],
                  max_idle: float = 300.0,
                  retry_commits: RetryCommits | None = None,
-                 buffer_bytes: int = 64 * 1024 * 1024):
+                 buffer_bytes: int = 64 * 1024 * 1024,
+                 on_turn: typing.Callable[[float], None] | None = None):
         self.consumer = consumer
         self.topics = topics
         self.revoke_timeout = revoke_timeout
@@ -117,6 +120,7 @@ class GroupMember(rebalancing.Rebalancing):
         self.left_at: float | None = None
         self._needs_reader = needs_reader
         self._retry_commits = retry_commits
+        self._on_turn = on_turn
         #: Messages fetched, not yet taken by the reading thread.
         self.buffer: collections.deque = collections.deque()
         #: Revocations for the reading thread, oldest first.
@@ -327,6 +331,8 @@ class GroupMember(rebalancing.Rebalancing):
         handle = self.handle
         handle.run_jobs(_JOBS_PER_TURN)
         now = time.monotonic()
+        if self._on_turn is not None:
+            self._on_turn(now)
         if now - self._watched >= _WATCH_EVERY:
             self._watched = now
             self._watch_reader(now)

@@ -196,6 +196,31 @@ def test_commit_callback_fires_on_idle_topic(bootstrap_servers, topic,
     assert all(gap >= 0.9 for gap in gaps), gaps
 
 
+def test_commit_callback_falls_due_between_two_messages(
+        bootstrap_servers, topic, group_id):
+    # The persister's shape: a steady stream, its flush every interval,
+    # not only when the messages fetched so far run out.
+    produce(bootstrap_servers, topic, ['m%d' % i for i in range(2000)])
+    left_at_fire = []
+    consumer = new_consumer(
+        bootstrap_servers, group_id, topic, max_commit_interval=0.3,
+        commit_callback=lambda: left_at_fire.append(
+            len(consumer._member.buffer)))
+    taken = 0
+    try:
+        with waiting.stop_after(consumer, 60):
+            for message in consumer:
+                time.sleep(0.001)  # each message's work
+                taken += 1
+                if taken == 2000:
+                    break
+    finally:
+        consumer.close()
+    assert taken == 2000
+    assert len(left_at_fire) >= 3, left_at_fire
+    assert max(left_at_fire) > 0, 'due only when the fetched ran out'
+
+
 def test_rebalance_loses_and_duplicates_nothing(bootstrap_servers,
                                                 make_topic, group_id):
     topic = make_topic(partitions=6)
@@ -592,15 +617,20 @@ def test_a_reader_that_keeps_up_fetches_for_itself(
 
     The reading thread polls librdkafka itself; once it has been away
     longer than the member waits for it, the member fetches in its place,
-    and what it fetched comes first, in order, each message once.
+    and what it fetched comes first, in order, each message once. Back
+    and keeping up with a backlog, the reading thread fetches for itself
+    again: the member does not keep the buffer full ahead of it.
     """
     topic = make_topic(partitions=2)
-    total = 6000
-    with kafka.KafkaProducer(bootstrap_servers) as producer:
-        for start in range(0, total, 100):  # keyed: both partitions
-            producer.publish(topic, ['%05d' % i for i in
-                                     range(start, start + 100)],
-                             key=str(start), sync=True, timeout=60)
+    first, backlog = 6000, 30000
+
+    def produce_keyed(start, count):
+        with kafka.KafkaProducer(bootstrap_servers) as producer:
+            for chunk in range(start, start + count, 500):  # both partitions
+                producer.publish(topic, ['%06d' % i for i in
+                                         range(chunk, chunk + 500)],
+                                 key=str(chunk), sync=True, timeout=60)
+    produce_keyed(0, first)
     consumer = new_consumer(bootstrap_servers, group_id, topic)
     seen = collections.Counter()
     last = {}
@@ -616,11 +646,16 @@ def test_a_reader_that_keeps_up_fetches_for_itself(
         member = consumer._member
         # The member may have fetched a first chunk before the reader came.
         assert member.fetched_by_reader >= 2000 - 500
-        before = member.fetched - member.fetched_by_reader
-        waiting.until(lambda: member.fetched - member.fetched_by_reader >
-                      before, 30, 'the member fetching for a reader away')
-        take(total - 2000)
+        # Away: a backlog comes, and the member fills the buffer with it.
+        produce_keyed(first, backlog)
+        waiting.until(lambda: len(member.buffer) >= 9000, 30,
+                      'the member fetching for a reader away')
+        take(first - 2000 + backlog)
+        by_reader = member.fetched_by_reader
     finally:
         consumer.close()
-    assert sorted(seen) == list(range(total))
+    assert sorted(seen) == list(range(first + backlog))
     assert set(seen.values()) == {1}
+    # At most the member's buffer bound (10,000) went through the buffer
+    # after the reader came back.
+    assert by_reader >= 2000 - 500 + backlog - 10000, by_reader

@@ -104,3 +104,22 @@ def test_without_a_commit_callback_the_wait_is_the_caller_s():
     interval = committing.CommitInterval(None, 0)
     assert interval.wait_time(5) == 5
     interval.check()
+
+
+def test_the_reading_loop_learns_the_callback_is_due_without_the_clock():
+    calls = []
+    interval = committing.CommitInterval(lambda: calls.append(1), 30)
+    interval.watch(time.monotonic())
+    assert not interval.due  # not yet
+    interval.watch(time.monotonic() + 31)
+    interval.watch(time.monotonic() + 32)
+    assert interval.due == [True]
+    interval.check()  # the member's clock ran ahead of the real one
+    assert calls == [] and not interval.due
+    interval._last -= 31
+    interval.watch(time.monotonic())
+    interval.check()
+    assert calls == [1] and not interval.due
+    without = committing.CommitInterval(None, 0)
+    without.watch(1e9)
+    assert not without.due
