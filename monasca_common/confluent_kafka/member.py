@@ -10,32 +10,32 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The thread that keeps a consumer a live member of its group.
+"""What keeps a consumer a live member of its group.
 
 A service may stop reading for a long time: monasca-notification's retry
 engine sleeps up to 30 s between messages. If rebalances were served only
 while the service reads, the whole group would wait for that member. So
-one thread owns the librdkafka consumer: it polls all the time, serves the
-group's rebalances and fills a buffer the reading thread takes messages
-from.
+the member has a thread of its own that polls whenever the reading thread
+does not: it serves the group's rebalances and fills a buffer the reading
+thread takes messages from when it comes back.
 
-While the service reads, though, the reading thread polls librdkafka
-itself: messages handed from one thread to another cost more CPU than the
-rest of the loop (see doc/source/performance.rst). The member polls in its
-place only once the reading thread has been away a moment, and hands it
-what it fetched meanwhile through the buffer. Who calls librdkafka's
-consumer when is :mod:`~monasca_common.confluent_kafka.handle`'s to say.
+While the service reads, the reading thread polls librdkafka itself
+(:meth:`GroupMember.read`): messages handed from one thread to another
+cost more CPU than the rest of the loop (see doc/source/performance.rst).
+The member thread polls in its place once it has been away half a
+second. Who calls librdkafka's consumer when is
+:mod:`~monasca_common.confluent_kafka.handle`'s to say.
 
 How it lets go of partitions a rebalance takes away, with the reading
 thread when that one holds some of them, is in
 :mod:`~monasca_common.confluent_kafka.rebalancing`.
 
-Since this thread polls whatever the service does, librdkafka's own
-``max.poll.interval.ms`` never fires. The member applies it itself: when
-the reading thread has taken no message for that long while messages wait
-for it, the member leaves the group (an ERROR says so), its partitions go
-to the other members without a commit, and it joins again when the reader
-comes back for messages.
+Since the member thread polls whenever the service does not,
+librdkafka's own ``max.poll.interval.ms`` never fires. The member applies
+it itself: when the reading thread has taken no message for that long
+while messages wait for it, the member leaves the group (an ERROR says
+so), its partitions go to the other members without a commit, and it
+joins again when the reader comes back for messages.
 """
 
 from __future__ import annotations
