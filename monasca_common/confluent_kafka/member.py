@@ -125,8 +125,9 @@ class GroupMember(rebalancing.Rebalancing):
         self.buffer: collections.deque = collections.deque()
         #: Revocations for the reading thread, oldest first.
         self.revocations: collections.deque = collections.deque()
-        #: Guards buffer changes other than popleft, and wakes the reader.
-        self.ready = threading.Condition()
+        #: Guards buffer changes other than popleft (reentrant: a signal
+        #: handler may interrupt the reading thread inside it).
+        self.buffer_lock = threading.RLock()
         #: Partitions owned; kept here so any thread may read it.
         self.assigned: set[Key] = set()
         #: Messages put in the buffer, and taken back out of it unread
@@ -229,13 +230,12 @@ class GroupMember(rebalancing.Rebalancing):
 
     def refused(self, err: KafkaError) -> None:
         """Kafka refused the consumer's credentials or TLS handshake."""
-        with self.ready:
+        with self.buffer_lock:
             self.refusal = err
-            self.ready.notify_all()
 
     def raise_errors(self, servers: str, config: dict) -> None:
         """Raise ConsumerError for a fatal error or a refusal (once)."""
-        with self.ready:
+        with self.buffer_lock:
             fatal, refusal = self.fatal, self.refusal
             self.refusal = None
         if fatal is not None:
@@ -249,7 +249,7 @@ class GroupMember(rebalancing.Rebalancing):
     def drop_buffered(self, keys) -> dict[Key, int]:
         """Remove buffered messages of ``keys``; their first offsets."""
         first: dict[Key, int] = {}
-        with self.ready:
+        with self.buffer_lock:
             if not self.buffer:
                 return first
             kept = []
@@ -390,10 +390,9 @@ class GroupMember(rebalancing.Rebalancing):
             return 0
         if measure:
             self.flow.fetched(len(messages), sum(map(len, messages)))
-        with self.ready:
+        with self.buffer_lock:
             self.fetched += len(messages)
             self.buffer.extend(messages)
-            self.ready.notify_all()
         return len(messages)
 
     def _watch_reader(self, now: float) -> None:
@@ -449,8 +448,6 @@ class GroupMember(rebalancing.Rebalancing):
                 code in errors.MISCONFIGURED_GROUP):
             LOG.error('Kafka consumer fatal error: %s', errors.explain(err))
             self.fatal = err
-            with self.ready:
-                self.ready.notify_all()
             return
         # The broker going away, a topic not there yet, a leader moving:
         # librdkafka retries by itself.

@@ -65,7 +65,7 @@ class Rebalancing:
     # Kept by GroupMember; named here for the type checker.
     assigned: set
     flow: typing.Any
-    ready: threading.Condition
+    buffer_lock: typing.Any
     revocations: collections.deque
     rebalances: int
     revoke_timeout: float
@@ -112,9 +112,8 @@ class Rebalancing:
             # partitions back. It forgets them when it comes back.
             self.drop_buffered(revocation.keys)
             self._release(revocation)
-            with self.ready:
+            with self.buffer_lock:
                 self.revocations.append(revocation)
-                self.ready.notify_all()
             LOG.warning('Kafka consumer: released %s without a commit: '
                         'what was handed of them since the last one will '
                         'come again to their new owner', describe(partitions))
@@ -123,7 +122,7 @@ class Rebalancing:
                  describe(partitions))
         if self._reader_release is not None:
             # Inside the reading thread's own poll: it lets go at once.
-            with self.ready:
+            with self.buffer_lock:
                 self.revocations.append(revocation)
             self._revoking = True
             try:
@@ -137,15 +136,13 @@ class Rebalancing:
             # The reading thread still forgets them at its next turn.
             self.drop_buffered(revocation.keys)
             self._release(revocation)
-            with self.ready:
+            with self.buffer_lock:
                 self.revocations.append(revocation)
-                self.ready.notify_all()
             return
         self._revoking = True
         try:
-            with self.ready:
+            with self.buffer_lock:
                 self.revocations.append(revocation)
-                self.ready.notify_all()
             deadline = time.monotonic() + self.revoke_timeout
             while not revocation.done.is_set():
                 self.handle.run_jobs()
@@ -175,9 +172,8 @@ class Rebalancing:
         self._assignment_changed = True
         revocation = Revocation(partitions)
         self._release(revocation)
-        with self.ready:
+        with self.buffer_lock:
             self.revocations.append(revocation)
-            self.ready.notify_all()
 
     def _release(self, revocation: Revocation) -> None:
         if not revocation.done.is_set():
