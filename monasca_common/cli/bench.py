@@ -164,9 +164,7 @@ class MockCluster:
                 raise RuntimeError('the mock cluster process did not start')
             return self.bootstrap_servers
         self._holder = _mock_holder()
-        brokers = self._holder.list_topics(timeout=10).brokers.values()
-        self.bootstrap_servers = ','.join('%s:%d' % (b.host, b.port)
-                                          for b in brokers)
+        self.bootstrap_servers = _bootstrap_of(self._holder)
         return self.bootstrap_servers
 
     def close(self) -> None:
@@ -183,11 +181,15 @@ def _mock_holder() -> confluent_kafka.Producer:
         'test.mock.num.brokers': 1, 'logger': _client.LIBRDKAFKA_LOG})
 
 
+def _bootstrap_of(holder: confluent_kafka.Producer) -> str:
+    brokers = holder.list_topics(timeout=10).brokers.values()
+    return ','.join('%s:%d' % (b.host, b.port) for b in brokers)
+
+
 def serve_mock_cluster() -> None:
     """In a child process: a mock cluster until standard input closes."""
-    holder = _mock_holder()
-    brokers = holder.list_topics(timeout=10).brokers.values()
-    print(','.join('%s:%d' % (b.host, b.port) for b in brokers), flush=True)
+    holder = _mock_holder()  # the cluster lives as long as it does
+    print(_bootstrap_of(holder), flush=True)
     sys.stdin.read()
 
 
