@@ -104,9 +104,11 @@ def test_service_publishes_and_reads_from_its_config_file(
     values, output = run_service('roundtrip', config, topic, group_id, 200)
     assert sorted(values) == sorted('m-%d' % i for i in range(200))
     # Committed over the secured listener: the group's offsets say so.
+    # Unkeyed messages may all land in one partition's batch, leaving
+    # the other with nothing to commit (a negative offset).
     committed = waiting.committed_offsets(secure_kafka.bootstrap_servers,
                                           group_id, topic, range(2))
-    assert sum(committed.values()) == 200
+    assert sum(max(offset, 0) for offset in committed.values()) == 200
     # Stored once each, over the plaintext listener too.
     assert len(waiting.read_topic(secure_kafka.bootstrap_servers, topic,
                                   idle=1)) == 200
