@@ -80,14 +80,17 @@ def in_threads(target, count, timeout):
         raise Timeout('threads still running after %.1f s' % timeout)
 
 
-def read_topic(servers, topic, expected=None, timeout=60, idle=3.0):
+def read_topic(servers, topic, expected=None, timeout=60, idle=3.0,
+               isolation='read_committed'):
     """Every message in ``topic``, read with a throwaway group.
 
     Stops once ``expected`` messages are read, or when nothing new came
     for ``idle`` seconds after the end offsets were reached.
+    ``isolation``: ``read_uncommitted`` shows aborted transactions too.
     """
     consumer = confluent_kafka.Consumer({
         'bootstrap.servers': servers,
+        'isolation.level': isolation,
         'group.id': 'reader-' + uuid.uuid4().hex,
         'auto.offset.reset': 'earliest',
         'enable.auto.commit': False,

@@ -228,3 +228,11 @@ class CommitFailedError(ConsumerError):
     def __init__(self, message: str, partitions: list | None = None):
         super().__init__(message)
         self.partitions = list(partitions or ())
+
+
+class TransactionFencedError(ConsumerError):
+    """Another instance took this processor's ``transactional.id``.
+
+    The fenced processor commits nothing more: Kafka aborts its open
+    transaction, and it must stop (its successor carries on).
+    """

@@ -50,6 +50,7 @@ from monasca_common.confluent_kafka.errors import MigrationRefusedError
 from monasca_common.confluent_kafka.errors import PublishError
 from monasca_common.confluent_kafka.errors import PublishUnavailableError
 from monasca_common.confluent_kafka.errors import QueueFullError
+from monasca_common.confluent_kafka.errors import TransactionFencedError
 from monasca_common.confluent_kafka.errors import UnknownGroupError
 from monasca_common.confluent_kafka.errors import UnknownTopicError
 from monasca_common.confluent_kafka.errors import ZooKeeperUnavailableError
@@ -57,6 +58,7 @@ from monasca_common.confluent_kafka.producer import FailedMessage
 from monasca_common.confluent_kafka.producer import KafkaProducer
 from monasca_common.confluent_kafka.producer import PublishResult
 from monasca_common.confluent_kafka.reporting import StatsdReporter
+from monasca_common.confluent_kafka.transactions import Processor
 from monasca_common.kafka.admin import KafkaAdmin
 
 __all__ = [
@@ -66,7 +68,8 @@ __all__ = [
     'ForkedClientError', 'InvalidMessageError', 'KafkaAdmin',
     'KafkaClientError', 'KafkaConsumer', 'KafkaProducer',
     'KafkaTimeoutError', 'KafkaUnavailableError', 'LeaderNotAvailableError',
-    'MigrationRefusedError', 'PublishError', 'PublishResult',
+    'MigrationRefusedError', 'Processor', 'PublishError', 'PublishResult',
     'PublishUnavailableError', 'QueueFullError', 'StatsdReporter',
-    'UnknownGroupError', 'UnknownTopicError', 'ZooKeeperUnavailableError',
+    'TransactionFencedError', 'UnknownGroupError', 'UnknownTopicError',
+    'ZooKeeperUnavailableError',
 ]

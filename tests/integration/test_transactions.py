@@ -1,0 +1,283 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The transactional processor on a real broker: kills, fencing, aborts."""
+
+import collections
+import pathlib
+import random
+import subprocess
+import sys
+import threading
+import time
+
+import confluent_kafka
+import pytest
+
+from monasca_common import kafka
+from tests import waiting
+
+pytestmark = pytest.mark.integration
+
+CHILD = pathlib.Path(__file__).with_name('processor_child.py')
+KILLS = 5
+
+
+def fill(servers, topic, count, partitions):
+    """``id-0`` .. ``id-<count-1>``, spread over the partitions."""
+    producer = confluent_kafka.Producer({'bootstrap.servers': servers,
+                                         'linger.ms': 20})
+    for i in range(count):
+        while True:
+            try:
+                producer.produce(topic, b'id-%d' % i, partition=i % partitions)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(60) == 0
+
+
+def copies(servers, topic, expected, isolation='read_committed',
+           timeout=120):
+    return collections.Counter(
+        m.value().decode() for m in waiting.read_topic(
+            servers, topic, expected=expected, timeout=timeout,
+            isolation=isolation))
+
+
+def assert_exactly_once(counts, count):
+    wanted = {'copy-%d' % i for i in range(count)}
+    lost = wanted - set(counts)
+    assert not lost, 'lost %d, e.g. %s' % (len(lost), sorted(lost)[:5])
+    extra = set(counts) - wanted
+    assert not extra, 'unexpected %s' % sorted(extra)[:5]
+    repeated = {k: v for k, v in counts.items() if v > 1}
+    assert not repeated, 'repeated %d, e.g. %s' % (
+        len(repeated), sorted(repeated.items())[:5])
+
+
+def copy_transform(output):
+    return lambda batch: [(output, b'copy-' + m.value()[3:])
+                          for m in batch]
+
+
+def run_in_thread(processor):
+    outcome = {}
+
+    def run():
+        try:
+            processor.run()
+        except BaseException as exc:  # handed to the test
+            outcome['error'] = exc
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_processor_copies_each_input_once(bootstrap_servers, make_topic,
+                                          group_id):
+    source, output = make_topic(partitions=3), make_topic(partitions=2)
+    fill(bootstrap_servers, source, 3000, 3)
+    processor = kafka.Processor(bootstrap_servers, group_id, source,
+                                copy_transform(output), 'one',
+                                batch_size=100, batch_timeout=0.2)
+    thread, outcome = run_in_thread(processor)
+    try:
+        counts = copies(bootstrap_servers, output, 3000)
+    finally:
+        processor.stop()
+        thread.join(30)
+        processor.close()
+    assert 'error' not in outcome, outcome
+    assert_exactly_once(counts, 3000)
+    # The input offsets went in with the outputs.
+    committed = waiting.committed_offsets(bootstrap_servers, group_id,
+                                          source, range(3))
+    assert committed == {0: 1000, 1: 1000, 2: 1000}
+    assert processor.counts['batches'] >= 30
+    assert processor.counts['published'] == 3000
+
+
+def test_sigkilled_processor_copies_every_input_exactly_once(
+        bootstrap_servers, make_topic, group_id):
+    count, partitions = 20000, 3
+    source = make_topic(partitions=partitions)
+    output = make_topic(partitions=2)
+    fill(bootstrap_servers, source, count, partitions)
+    rng = random.Random(7)
+    kills = 0
+    child = None
+
+    def start():
+        process = subprocess.Popen(
+            [sys.executable, str(CHILD), bootstrap_servers, group_id,
+             source, output, 'copier', '100'],
+            stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == 'STARTED'
+        return process
+
+    def progress():
+        # Asked only while a processor runs: a transaction the last kill
+        # left open holds the group's offsets unstable until the next
+        # processor with the same id aborts it.
+        committed = waiting.committed_offsets(bootstrap_servers, group_id,
+                                              source, range(partitions))
+        return sum(max(0, o) for o in committed.values())
+    seen = []
+    try:
+        while kills < KILLS:
+            child = start()
+            seen.append(progress())
+            # Killed at a random point once it has committed some more.
+            waiting.until(lambda: seen.append(progress()) or
+                          seen[-1] > seen[-2], 60, 'the processor commits',
+                          interval=0.3)
+            time.sleep(rng.uniform(0, 0.5))
+            child.kill()
+            child.wait(10)
+            kills += 1
+        assert seen[-1] < count, 'the kills came too late to count'
+        child = start()
+        counts = copies(bootstrap_servers, output, count, timeout=180)
+    finally:
+        if child is not None and child.poll() is None:
+            child.terminate()
+            child.wait(30)
+    assert_exactly_once(counts, count)
+    # The kills did land inside transactions: aborted copies are there
+    # for a reader that does not skip them.
+    everything = copies(bootstrap_servers, output, None,
+                        isolation='read_uncommitted', timeout=60)
+    print('%d kills; %d aborted copies a read_uncommitted reader sees'
+          % (kills, sum(everything.values()) - count))
+    assert progress() == count
+
+
+def test_second_instance_fences_the_first(bootstrap_servers, make_topic,
+                                          group_id):
+    source, output = make_topic(partitions=1), make_topic(partitions=1)
+    fill(bootstrap_servers, source, 500, 1)
+    in_process = threading.Event()
+    fenced_now = threading.Event()
+
+    def slow_copy(batch):
+        in_process.set()
+        fenced_now.wait(60)
+        return copy_transform(output)(batch)
+    first = kafka.Processor(bootstrap_servers, group_id, source, slow_copy,
+                            'same', batch_size=50, batch_timeout=0.2)
+    thread, outcome = run_in_thread(first)
+    second = None
+    try:
+        assert in_process.wait(60)
+        second = kafka.Processor(bootstrap_servers, group_id, source,
+                                 copy_transform(output), 'same',
+                                 batch_size=50, batch_timeout=0.2)
+        second.start()
+        fenced_now.set()
+        thread.join(60)
+        assert isinstance(outcome.get('error'),
+                          kafka.TransactionFencedError), outcome
+        assert 'transactional.id' in str(outcome['error'])
+        first.close()
+        other, other_outcome = run_in_thread(second)
+        counts = copies(bootstrap_servers, output, 500)
+        second.stop()
+        other.join(30)
+    finally:
+        fenced_now.set()
+        first.close()
+        if second is not None:
+            second.close()
+    assert 'error' not in other_outcome, other_outcome
+    assert first.counts['batches'] == 0
+    assert_exactly_once(counts, 500)
+
+
+def test_undeliverable_output_aborts_and_names_it(bootstrap_servers,
+                                                  make_topic, group_id):
+    source, output = make_topic(partitions=1), make_topic(partitions=1)
+    fill(bootstrap_servers, source, 300, 1)
+    calls = []
+
+    def copy_with_poison(batch):
+        calls.append(len(batch))
+        outputs = copy_transform(output)(batch)
+        if len(calls) == 2:
+            # Larger than the broker takes: never deliverable.
+            outputs.append((output, b'x' * (2 * 1024 * 1024)))
+        return outputs
+    processor = kafka.Processor(
+        bootstrap_servers, group_id, source, copy_with_poison, 'poison',
+        batch_size=100, batch_timeout=0.2,
+        producer_config={'message.max.bytes': 4 * 1024 * 1024})
+    try:
+        with pytest.raises(kafka.DeliveryFailedError,
+                           match='never be delivered.*%s' % output):
+            processor.run()
+        # The first batch is in; the second was aborted, and comes again.
+        assert processor.counts['batches'] == 1
+        assert processor.counts['aborted'] == 1
+        thread, outcome = run_in_thread(processor)
+        counts = copies(bootstrap_servers, output, 300)
+        processor.stop()
+        thread.join(30)
+    finally:
+        processor.close()
+    assert 'error' not in outcome, outcome
+    assert_exactly_once(counts, 300)
+    # The aborted batch's copies are in the log, skipped by the reader.
+    assert sum(copies(bootstrap_servers, output, None,
+                      isolation='read_uncommitted').values()) == 400
+
+
+def test_process_raising_puts_the_batch_back(bootstrap_servers, make_topic,
+                                             group_id):
+    source, output = make_topic(partitions=1), make_topic(partitions=1)
+    fill(bootstrap_servers, source, 200, 1)
+    calls = []
+
+    def fails_once(batch):
+        calls.append([m.offset() for m in batch])
+        if len(calls) == 2:
+            raise RuntimeError('the database is away')
+        return copy_transform(output)(batch)
+    processor = kafka.Processor(bootstrap_servers, group_id, source,
+                                fails_once, 'raiser', batch_size=100,
+                                batch_timeout=0.2)
+    try:
+        with pytest.raises(RuntimeError, match='database'):
+            processor.run()
+        thread, outcome = run_in_thread(processor)
+        counts = copies(bootstrap_servers, output, 200)
+        processor.stop()
+        thread.join(30)
+    finally:
+        processor.close()
+    assert calls[2][0] == calls[1][0] == 100
+    assert_exactly_once(counts, 200)
+
+
+@pytest.mark.parametrize('exactly_once', [True, False])
+def test_stop_from_another_thread_ends_run(bootstrap_servers, topic,
+                                           group_id, exactly_once):
+    processor = kafka.Processor(bootstrap_servers, group_id, topic,
+                                lambda batch: [], 'stopper',
+                                exactly_once=exactly_once)
+    thread, outcome = run_in_thread(processor)
+    try:
+        processor.stop()
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        processor.close()
+    assert outcome == {}
