@@ -68,3 +68,39 @@ def test_leader_sigkill_while_producing_loses_and_duplicates_nothing(
     new_leader = client.list_topics(topic, timeout=10).topics[
         topic].partitions[0].leader
     assert new_leader != leader
+
+
+def test_processor_stays_exactly_once_through_a_leader_kill(cluster):
+    from tests.integration import test_transactions as copying
+    for node in cluster.nodes:
+        node.start()  # the test before left one dead
+    cluster.wait_ready()
+    servers = cluster.bootstrap_servers
+    client = kafka_admin.AdminClient({'bootstrap.servers': servers})
+    replicated = {'min.insync.replicas': '2'}
+    source = conftest.create_topic(client, partitions=3, replication=3,
+                                   config=replicated)
+    output = conftest.create_topic(client, partitions=1, replication=3,
+                                   config=replicated)
+    count = 20000
+    copying.fill(servers, source, count, 3)
+    processor = kafka.Processor(
+        servers, 'group-' + source, source, copying.copy_transform(output),
+        'leader-kill', batch_size=100, batch_timeout=0.2,
+        consumer_config={'session.timeout.ms': 6000})
+    thread, outcome = copying.run_in_thread(processor)
+    try:
+        waiting.until(lambda: processor.counts['published'] >= count // 4,
+                      120, 'a quarter copied')
+        leader = client.list_topics(output, timeout=10).topics[
+            output].partitions[0].leader
+        at_kill = processor.counts['published']
+        cluster.node(leader).kill()
+        counts = copying.copies(servers, output, count, timeout=240)
+    finally:
+        processor.stop()
+        thread.join(60)
+        processor.close()
+    assert 'error' not in outcome, outcome
+    assert at_kill < count, 'the kill came too late to count'
+    copying.assert_exactly_once(counts, count)
