@@ -159,7 +159,8 @@ class Processor:
         and delivered, then the offsets committed (at-least-once).
     :param consumer_config: librdkafka properties for the consumer
         (``isolation.level=read_committed`` is set).
-    :param producer_config: librdkafka properties for the producer.
+    :param producer_config: librdkafka properties for the producer
+        (``retry.backoff.ms=10`` with transactions, unless given).
     :raises ConfigurationError: a bad argument or property.
     """
 
@@ -201,6 +202,12 @@ class Processor:
                                           self.transactional_id)
             producer_overrides.setdefault('transaction.timeout.ms',
                                           timeout_ms)
+            # A transaction's first send right after the previous commit
+            # meets CONCURRENT_TRANSACTIONS while Kafka writes the commit
+            # markers; librdkafka waits retry.backoff.ms before trying
+            # again. Its 100 ms default capped small batches at ~16
+            # transactions/s (doc/source/performance.rst).
+            producer_overrides.setdefault('retry.backoff.ms', 10)
         self._producer_config = kafka_config.merge(
             kafka_config.PRODUCER_DEFAULTS, bootstrap_servers,
             producer_overrides)

@@ -13,6 +13,7 @@
 """The transactional processor on a real broker: kills, fencing, aborts."""
 
 import collections
+import os
 import pathlib
 import random
 import subprocess
@@ -83,6 +84,19 @@ def run_in_thread(processor):
     return thread, outcome
 
 
+def run_until_copied(processor, servers, output, count):
+    """Run ``processor`` until ``count`` copies are readable.
+
+    :returns: the copies, and what ``run()`` raised (``{'error': ...}``).
+    """
+    thread, outcome = run_in_thread(processor)
+    try:
+        return copies(servers, output, count), outcome
+    finally:
+        processor.stop()
+        thread.join(30)
+
+
 def test_processor_copies_each_input_once(bootstrap_servers, make_topic,
                                           group_id):
     source, output = make_topic(partitions=3), make_topic(partitions=2)
@@ -90,12 +104,10 @@ def test_processor_copies_each_input_once(bootstrap_servers, make_topic,
     processor = kafka.Processor(bootstrap_servers, group_id, source,
                                 copy_transform(output), 'one',
                                 batch_size=100, batch_timeout=0.2)
-    thread, outcome = run_in_thread(processor)
     try:
-        counts = copies(bootstrap_servers, output, 3000)
+        counts, outcome = run_until_copied(processor, bootstrap_servers,
+                                           output, 3000)
     finally:
-        processor.stop()
-        thread.join(30)
         processor.close()
     assert 'error' not in outcome, outcome
     assert_exactly_once(counts, 3000)
@@ -109,7 +121,8 @@ def test_processor_copies_each_input_once(bootstrap_servers, make_topic,
 
 def test_sigkilled_processor_copies_every_input_exactly_once(
         bootstrap_servers, make_topic, group_id):
-    count, partitions = 20000, 3
+    # Batches of 10 keep it copying for a while: the kills land mid-way.
+    count, partitions = int(os.environ.get('TXN_KILL_INPUTS', 20000)), 3
     source = make_topic(partitions=partitions)
     output = make_topic(partitions=2)
     fill(bootstrap_servers, source, count, partitions)
@@ -120,7 +133,7 @@ def test_sigkilled_processor_copies_every_input_exactly_once(
     def start():
         process = subprocess.Popen(
             [sys.executable, str(CHILD), bootstrap_servers, group_id,
-             source, output, 'copier', '100'],
+             source, output, 'copier', '10'],
             stdout=subprocess.PIPE, text=True)
         assert process.stdout.readline().strip() == 'STARTED'
         return process
@@ -189,10 +202,8 @@ def test_second_instance_fences_the_first(bootstrap_servers, make_topic,
                           kafka.TransactionFencedError), outcome
         assert 'transactional.id' in str(outcome['error'])
         first.close()
-        other, other_outcome = run_in_thread(second)
-        counts = copies(bootstrap_servers, output, 500)
-        second.stop()
-        other.join(30)
+        counts, other_outcome = run_until_copied(second, bootstrap_servers,
+                                                 output, 500)
     finally:
         fenced_now.set()
         first.close()
@@ -227,10 +238,8 @@ def test_undeliverable_output_aborts_and_names_it(bootstrap_servers,
         # The first batch is in; the second was aborted, and comes again.
         assert processor.counts['batches'] == 1
         assert processor.counts['aborted'] == 1
-        thread, outcome = run_in_thread(processor)
-        counts = copies(bootstrap_servers, output, 300)
-        processor.stop()
-        thread.join(30)
+        counts, outcome = run_until_copied(processor, bootstrap_servers,
+                                           output, 300)
     finally:
         processor.close()
     assert 'error' not in outcome, outcome
@@ -257,10 +266,8 @@ def test_process_raising_puts_the_batch_back(bootstrap_servers, make_topic,
     try:
         with pytest.raises(RuntimeError, match='database'):
             processor.run()
-        thread, outcome = run_in_thread(processor)
-        counts = copies(bootstrap_servers, output, 200)
-        processor.stop()
-        thread.join(30)
+        counts, outcome = run_until_copied(processor, bootstrap_servers,
+                                           output, 200)
     finally:
         processor.close()
     assert calls[2][0] == calls[1][0] == 100
