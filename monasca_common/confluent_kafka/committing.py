@@ -23,7 +23,11 @@
    (too large, unknown topic, not authorized) is logged once, naming the
    message, and the commit goes on.
 3. Have the member thread commit, synchronously, within ``commit_timeout``,
-   and settle the answer in the ledger.
+   and settle the answer in the ledger. With ``exactly_once`` and a
+   producer that joined (see
+   :mod:`~monasca_common.confluent_kafka.exactly_once`), the offsets go
+   into the producer's transaction instead, which commits; if it is
+   aborted, the partitions are rewound to their committed offsets.
 
 A commit that does not happen for a reason that passes raises
 :class:`~monasca_common.confluent_kafka.offsets.CommitDeferred`; its
@@ -44,6 +48,7 @@ import weakref
 import confluent_kafka
 
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import exactly_once
 from monasca_common.confluent_kafka import offsets as offset_ledger
 from monasca_common.confluent_kafka import published
 
@@ -82,6 +87,8 @@ class Committer:
         self.failed = 0
         #: When Kafka last took a commit (``time.monotonic()``).
         self.last_done: float | None = None
+        #: The consumer's transactions, with ``exactly_once``.
+        self.link: exactly_once.Link | None = None
 
     def counts(self) -> dict[str, float]:
         """The consumer's commit figures, for its metrics."""
@@ -125,11 +132,19 @@ class Committer:
             that passes; what is not committed stays pending.
         :raises CommitFailedError: Kafka refused the commit for good.
         """
+        link = self.link
+        if link is not None and link.producer is None:
+            link = None
+        if link is not None:
+            # A transaction carries every offset handed out: its outputs
+            # came from all of them.
+            only = None
         pending = self._ledger.pending(member.assigned, only)
-        if not pending:
+        if not pending and not (link is not None and link.open):
             return []
         try:
-            return self._commit(member, pending, revoking, asynchronous)
+            return self._commit(member, pending, revoking, asynchronous,
+                                link)
         except offset_ledger.CommitDeferred as exc:
             self.failed += 1
             if not revoking:
@@ -139,12 +154,20 @@ class Committer:
             self.failed += 1
             raise
 
-    def _commit(self, member, pending, revoking, asynchronous):
+    def _commit(self, member, pending, revoking, asynchronous, link=None):
         deadline = time.monotonic() + self._timeout
         if self._deliver_first:
-            self._await_outputs(member, pending, deadline, revoking)
+            try:
+                self._await_outputs(member, pending, deadline, revoking)
+            except offset_ledger.CommitDeferred:
+                if link is not None:
+                    link.abort('outputs failed')
+                raise
         offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
         self.retries.superseded(pending)
+        if link is not None:
+            return self._commit_in_transaction(member, link, offsets,
+                                               pending, deadline, revoking)
         future = member.commit(offsets, asynchronous)
         if asynchronous:
             future.add_done_callback(
@@ -162,6 +185,25 @@ class Committer:
                 return []
             raise offset_ledger.commit_error(exc.args[0], offsets) from None
         return self._settle(result)
+
+    def _commit_in_transaction(self, member, link, offsets, pending,
+                               deadline, revoking) -> list[TopicPartition]:
+        metadata = member.call(
+            lambda consumer: consumer.consumer_group_metadata(),
+            max(0.1, deadline - time.monotonic()))
+        try:
+            link.commit(offsets, metadata,
+                        max(0.1, deadline - time.monotonic()))
+        except exactly_once.TransactionAborted as exc:
+            if not revoking:
+                self._rewind(member, pending)
+            raise offset_ledger.CommitDeferred(
+                'transaction', 'Kafka transaction of the commit of %s '
+                'aborted (%s): what was read since the last commit is read '
+                'again' % (offset_ledger.describe(offsets), exc),
+                [(t, p, o, None) for (t, p), o in pending.items()]
+            ) from None
+        return self._settle(offsets)
 
     def _settle(self, result: list) -> list[TopicPartition]:
         done = self._ledger.settle(result)

@@ -41,10 +41,12 @@ from monasca_common.confluent_kafka import _client
 from monasca_common.confluent_kafka import committing
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import exactly_once as transaction_link
 from monasca_common.confluent_kafka import lag
 from monasca_common.confluent_kafka import member as group_member
 from monasca_common.confluent_kafka import metrics as client_metrics
 from monasca_common.confluent_kafka import offsets as offset_ledger
+from monasca_common.confluent_kafka import opts as kafka_opts
 from monasca_common.confluent_kafka import rebalancing
 from monasca_common.confluent_kafka import reporting
 
@@ -115,6 +117,11 @@ class KafkaConsumer(_client.Client):
         every report. ``queued.max.messages.kbytes`` (64 MiB by default)
         bounds, besides librdkafka's queue, the messages fetched that the
         service has not taken yet (at most 10,000 of them too).
+    :param exactly_once: commit in Kafka transactions, with the outputs
+        of the producer that joins them (see
+        :mod:`~monasca_common.confluent_kafka.exactly_once` for the rules);
+        default: ``[kafka_client] exactly_once``. ``asynchronous`` commits
+        are then synchronous.
     :param metrics_reporter: a :class:`StatsdReporter` that sends
         :meth:`metrics` every interval; by default the one
         ``[kafka_metrics] statsd_address`` configures, if any.
@@ -134,6 +141,7 @@ class KafkaConsumer(_client.Client):
                  commit_errors: str = 'log',
                  deliver_before_commit: bool = True,
                  revoke_timeout: float | None = None,
+                 exactly_once: bool | None = None,
                  metrics_reporter: reporting.StatsdReporter | None = None,
                  **config: typing.Any):
         if commit_errors not in ('log', 'raise'):
@@ -163,6 +171,9 @@ class KafkaConsumer(_client.Client):
         self._stop = False
         self._close_lock = threading.Lock()
         self._start()
+        if kafka_opts.exactly_once(exactly_once):
+            self._committer.link = transaction_link.register_consumer(
+                self._config['group.id'], repr(self))
         self._start_reporting(metrics_reporter)
 
     def _start(self) -> None:
@@ -191,8 +202,15 @@ class KafkaConsumer(_client.Client):
                 self._committer.retry_refused,
                 1024 * kafka_config.int_property(
                     self._config, 'queued.max.messages.kbytes', 65536),
-                self._interval.watch)
+                self._interval.watch, self._released_without_reader)
         return self._member
+
+    def _released_without_reader(self) -> None:
+        # The reading thread may be mid-message: its transaction must not
+        # commit outputs of partitions now moving.
+        if self._committer.link is not None:
+            self._committer.link.abort('partitions left without the '
+                                       'reading thread')
 
     def _needs_reader(self, keys) -> bool:
         return (self._repartition_callback is not None or
@@ -441,6 +459,8 @@ class KafkaConsumer(_client.Client):
             self._stop = True
             self._stop_reporting()
             self._lag.close()
+            if self._committer.link is not None:
+                transaction_link.unregister_consumer(self._committer.link)
             if self._pid != os.getpid():
                 # The parent's: never destroy it here (see _client).
                 _client.abandon_inherited(self._consumer)

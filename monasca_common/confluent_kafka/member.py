@@ -102,6 +102,9 @@ class GroupMember(rebalancing.Rebalancing):
     :param buffer_bytes: bytes of fetched messages the buffer may hold.
     :param on_turn: ``on_turn(now)``, called on the member thread every
         turn (at least every 50 ms); it must be quick.
+    :param on_abandon: called when partitions go without the reading
+        thread (it stalled, did not come back in time, or the session was
+        lost), before they move.
     """
 
     def __init__(self, consumer: confluent_kafka.Consumer, topics: list,
@@ -110,7 +113,8 @@ class GroupMember(rebalancing.Rebalancing):
                  max_idle: float = 300.0,
                  retry_commits: RetryCommits | None = None,
                  buffer_bytes: int = 64 * 1024 * 1024,
-                 on_turn: typing.Callable[[float], None] | None = None):
+                 on_turn: typing.Callable[[float], None] | None = None,
+                 on_abandon: typing.Callable[[], None] | None = None):
         self.consumer = consumer
         self.topics = topics
         self.revoke_timeout = revoke_timeout
@@ -121,6 +125,7 @@ class GroupMember(rebalancing.Rebalancing):
         self._needs_reader = needs_reader
         self._retry_commits = retry_commits
         self._on_turn = on_turn
+        self._on_abandon = on_abandon
         #: Messages fetched, not yet taken by the reading thread.
         self.buffer: collections.deque = collections.deque()
         #: Revocations for the reading thread, oldest first.

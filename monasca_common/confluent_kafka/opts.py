@@ -63,6 +63,9 @@ _ONLY_FOR = {
     'auto_offset_reset': 'consumer', 'group_protocol': 'consumer',
 }
 
+# Options of the library's own, not librdkafka properties.
+_NOT_PROPERTIES = frozenset(('librdkafka_properties', 'exactly_once'))
+
 client_opts = [
     cfg.StrOpt('security_protocol',
                choices=[('PLAINTEXT', 'no encryption, no authentication'),
@@ -150,6 +153,13 @@ client_opts = [
                     'in the clients\' metrics(). 0 turns them off. Unset: '
                     'off for producers, 5000 for consumers (whose '
                     'stuck-fetch watch reads them).'),
+    cfg.BoolOpt('exactly_once', default=False,
+                help='A process that reads with one consumer, publishes '
+                     'the outcome and commits (the notification engine) '
+                     'does so in Kafka transactions: outputs and input '
+                     'offsets land together or not at all, for '
+                     'read_committed readers. Other processes are not '
+                     'changed. See doc/source/exactly-once.rst.'),
     cfg.DictOpt('librdkafka_properties', default={},
                 help='Any other librdkafka property, for every client: '
                      'name:value pairs, comma-separated.'),
@@ -204,13 +214,23 @@ def client_properties(role: str, conf: cfg.ConfigOpts | None = None
     properties: dict[str, typing.Any] = dict(group.librdkafka_properties)
     for option in client_opts:
         name = option.name
-        if name == 'librdkafka_properties' or \
-                _ONLY_FOR.get(name, role) != role:
+        if name in _NOT_PROPERTIES or _ONLY_FOR.get(name, role) != role:
             continue
         value = getattr(group, name)
         if value is not None:
             properties[property_name(name)] = value
     return properties
+
+
+def exactly_once(asked: bool | None,
+                 conf: cfg.ConfigOpts | None = None) -> bool:
+    """``asked`` if given, else ``[kafka_client] exactly_once``."""
+    if asked is not None:
+        return bool(asked)
+    conf = cfg.CONF if conf is None else conf
+    if 'kafka_client' not in conf:
+        register_opts(conf)
+    return conf.kafka_client.exactly_once
 
 
 def metrics_settings(conf: cfg.ConfigOpts | None = None):

@@ -45,7 +45,9 @@ from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import delivery
 from monasca_common.confluent_kafka import encoding
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import exactly_once as transaction_link
 from monasca_common.confluent_kafka import metrics as client_metrics
+from monasca_common.confluent_kafka import opts as kafka_opts
 from monasca_common.confluent_kafka import poller
 from monasca_common.confluent_kafka import published
 from monasca_common.confluent_kafka import queueing
@@ -101,6 +103,10 @@ class KafkaProducer(_client.Client):
         consumers read in the thread that published; ``'process'`` those
         of every consumer of the process (publishing from a worker pool);
         ``'none'`` nobody's (a reporter).
+    :param exactly_once: publish in the transactions of this process's
+        exactly-once consumer, if one was built before (see
+        :mod:`~monasca_common.confluent_kafka.exactly_once`); default:
+        ``[kafka_client] exactly_once``.
     :raises ConfigurationError: a property is unknown or invalid.
     """
 
@@ -114,6 +120,7 @@ class KafkaProducer(_client.Client):
                  delivery_reports: str = 'all',
                  metrics_reporter: reporting.StatsdReporter | None = None,
                  commit_barrier: str = 'thread',
+                 exactly_once: bool | None = None,
                  **config: typing.Any):
         if delivery_reports not in ('all', 'errors'):
             raise errors.ConfigurationError(
@@ -128,6 +135,12 @@ class KafkaProducer(_client.Client):
         kafka_config.refuse(config, ('delivery.report.only.error',),
                             "set delivery_reports='errors' instead: the "
                             "producer must know")
+        self._link: transaction_link.Link | None = None
+        if kafka_opts.exactly_once(exactly_once):
+            self._link = transaction_link.link_for_producer(
+                kafka_config.bootstrap_servers(bootstrap_servers))
+            if self._link is not None:
+                config = self._link.producer_config(config)
         self._init_client(kafka_config.merge(kafka_config.PRODUCER_DEFAULTS,
                                              bootstrap_servers, config))
         self._successes_reported = delivery_reports == 'all'
@@ -150,6 +163,8 @@ class KafkaProducer(_client.Client):
         self._closing = False
         self._close_lock = threading.Lock()
         self._start()
+        if self._link is not None:
+            self._link.join(self._producer)
         published.register(self)
         self._start_reporting(metrics_reporter)
 
@@ -176,6 +191,14 @@ class KafkaProducer(_client.Client):
         LOG.info('Kafka producer used in a forked process (%d); creating a '
                  'new client for it', os.getpid())
         _client.abandon_inherited(self._producer)
+        if self._link is not None:
+            # The transactions belong to the parent's consumer.
+            LOG.warning('Kafka producer forked: it publishes at-least-once '
+                        'in process %d, outside the parent\'s transactions',
+                        os.getpid())
+            self._link = None
+            for name in ('transactional.id', 'transaction.timeout.ms'):
+                self._config.pop(name, None)
         self._start()
         self._start_reporting(self._reporter)
 
@@ -230,6 +253,9 @@ class KafkaProducer(_client.Client):
                 self._queue.stop_waiting()
                 while self._publishing and time.monotonic() < deadline:
                     self._calls.wait(deadline - time.monotonic())
+            if self._link is not None:
+                # What no commit covered is aborted, not delivered.
+                self._link.leave(self._producer)
             ledger = self._ledger
             before = ledger.failed
             self.flush(max(0.0, deadline - time.monotonic()))
@@ -370,6 +396,8 @@ class KafkaProducer(_client.Client):
         try:
             # Opened only now: a call refused above must not hold up the
             # commits that wait for unfinished calls.
+            if self._link is not None:
+                self._link.begin()
             outputs = published.scope(self._barrier)
             result = ledger.open(topic, outputs)
             if outputs is not None and not self._successes_reported:

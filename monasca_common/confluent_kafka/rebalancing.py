@@ -76,6 +76,7 @@ class Rebalancing:
     _reader_release: typing.Callable | None
     handle: typing.Any
     _needs_reader: typing.Callable[[set], bool]
+    _on_abandon: typing.Callable[[], None] | None
     drop_buffered: typing.Callable[[set], dict]
 
     def serve_revocations(self, release) -> None:
@@ -111,6 +112,7 @@ class Rebalancing:
             # The reading thread is stuck: waiting for it would hold the
             # partitions back. It forgets them when it comes back.
             self.drop_buffered(revocation.keys)
+            self._abandon()
             self._release(revocation)
             with self.buffer_lock:
                 self.revocations.append(revocation)
@@ -155,6 +157,7 @@ class Rebalancing:
                         'a commit and what it was handed of them will '
                         'come again to their new owner',
                         self.revoke_timeout, describe(partitions))
+                    self._abandon()
                     break
                 self.handle.wake.wait(_WAIT)
                 self.handle.wake.clear()
@@ -171,9 +174,14 @@ class Rebalancing:
         self.rebalances += 1
         self._assignment_changed = True
         revocation = Revocation(partitions)
+        self._abandon()
         self._release(revocation)
         with self.buffer_lock:
             self.revocations.append(revocation)
+
+    def _abandon(self) -> None:
+        if self._on_abandon is not None:
+            self._on_abandon()
 
     def _release(self, revocation: Revocation) -> None:
         if not revocation.done.is_set():

@@ -17,12 +17,14 @@ it takes, it (optionally) sleeps as the retry engine does, publishes one
 outcome naming the input, then commits; no try/except around either.
 Writes ``H <partition> <offset>`` per message taken and ``C`` after each
 commit returned, flushing each line. With KILL_AT, it SIGKILLs itself
-right after the commit of that many messages. With ``ENGINE_CONFIG`` in
+right after the commit of that many messages; with KILL_MODE ``before``,
+right before that commit instead, once the outcome is in Kafka. With
+``ENGINE_CONFIG`` in
 its environment it reads that configuration file first, as a service
 reads its own (``[kafka_client]`` applies to its clients).
 
     python engine_child.py SERVERS GROUP IN_TOPIC OUT_TOPIC LOG SLEEP \
-        [KILL_AT]
+        [KILL_AT [KILL_MODE]]
 """
 
 import os
@@ -38,7 +40,8 @@ from monasca_common.kafka import client_factory
 opts.register_opts(cfg.CONF)
 
 
-def main(servers, group, in_topic, out_topic, log_path, sleep, kill_at=0):
+def main(servers, group, in_topic, out_topic, log_path, sleep, kill_at=0,
+         kill_mode='after'):
     if os.environ.get('ENGINE_CONFIG'):
         cfg.CONF(args=[], project='engine',
                  default_config_files=[os.environ['ENGINE_CONFIG']])
@@ -55,6 +58,9 @@ def main(servers, group, in_topic, out_topic, log_path, sleep, kill_at=0):
                 time.sleep(sleep)
             producer.publish(out_topic, [b'%s %d %d' % (
                 in_topic.encode(), message.partition(), message.offset())])
+            if handled + 1 == kill_at and kill_mode == 'before':
+                producer.flush(30)
+                os.kill(os.getpid(), signal.SIGKILL)
             consumer.commit()
             log.write('C\n')
             handled += 1

@@ -39,13 +39,13 @@ ENGINE = pathlib.Path(__file__).with_name('engine_child.py')
 
 
 def start_engine(servers, group, in_topic, out_topic, log, sleep=0,
-                 kill_at=0, config=None):
+                 kill_at=0, config=None, kill_mode='after'):
     env = dict(os.environ)
     if config is not None:
         env['ENGINE_CONFIG'] = str(config)
     return subprocess.Popen(
         [sys.executable, str(ENGINE), servers, group, in_topic, out_topic,
-         str(log), str(sleep), str(kill_at)],
+         str(log), str(sleep), str(kill_at), kill_mode],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 

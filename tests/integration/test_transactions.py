@@ -16,6 +16,7 @@ import collections
 import os
 import pathlib
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -288,3 +289,71 @@ def test_stop_from_another_thread_ends_run(bootstrap_servers, topic,
     finally:
         processor.close()
     assert outcome == {}
+
+
+def settled(servers, topic, partitions):
+    """No transaction is open on ``topic``: read_committed reaches the end."""
+    ends = {}
+    for isolation in ('read_committed', 'read_uncommitted'):
+        reader = confluent_kafka.Consumer({
+            'bootstrap.servers': servers, 'group.id': 'ends',
+            'isolation.level': isolation})
+        try:
+            ends[isolation] = [reader.get_watermark_offsets(
+                confluent_kafka.TopicPartition(topic, p), timeout=10)[1]
+                for p in range(partitions)]
+        finally:
+            reader.close()
+    return ends['read_committed'] == ends['read_uncommitted']
+
+
+@pytest.mark.parametrize('exactly_once', [True, False])
+def test_engine_killed_between_publish_and_commit(bootstrap_servers,
+                                                  make_topic, group_id,
+                                                  tmp_path, exactly_once):
+    """The notification engine's loop, unchanged, killed 5 times.
+
+    Each kill comes after the outcome of a message is in Kafka and before
+    its commit: at-least-once repeats that outcome every time; with
+    ``[kafka_client] exactly_once`` the killed transaction is aborted and
+    a read_committed reader sees each outcome once.
+    """
+    from tests.integration import test_consume_publish_commit as engines
+    inputs, partitions, kills = 60, 2, 5
+    in_topic = make_topic(partitions=partitions)
+    out_topic = make_topic()
+    engines.publish_inputs(bootstrap_servers, in_topic,
+                           [b'%d' % i for i in range(inputs)])
+    config = tmp_path / 'engine.conf'
+    config.write_text(
+        '[kafka_client]\nexactly_once = %s\n'
+        # Kafka aborts a killed engine's transaction after 10 s.
+        'librdkafka_properties = transaction.timeout.ms:10000\n'
+        % str(exactly_once).lower())
+    log = tmp_path / 'engine.log'
+    rng = random.Random(5)
+    for _ in range(kills):
+        child = engines.start_engine(
+            bootstrap_servers, group_id, in_topic, out_topic, log,
+            kill_at=rng.randint(2, 8), kill_mode='before', config=config)
+        assert child.wait(120) == -signal.SIGKILL
+    last = engines.start_engine(bootstrap_servers, group_id, in_topic,
+                                out_topic, log, config=config)
+    try:
+        waiting.until(lambda: engines.all_committed(
+            bootstrap_servers, group_id, in_topic, partitions), 180,
+            'every input committed', interval=0.5)
+        assert last.poll() is None, 'the engine died'
+    finally:
+        last.kill()
+        last.wait(30)
+    waiting.until(lambda: settled(bootstrap_servers, out_topic, 1), 60,
+                  'the killed transactions aborted', interval=0.5)
+    produced = engines.outcomes(bootstrap_servers, out_topic)
+    seen = {tuple(v.split()[1:]) for v in produced}
+    duplicated = sum(n - 1 for n in produced.values())
+    print('\nexactly_once=%s: %d inputs, %d kills before the commit: %d '
+          'lost, %d repeated' % (exactly_once, inputs, kills,
+                                 inputs - len(seen), duplicated))
+    assert len(seen) == inputs, 'outcomes lost'
+    assert duplicated == (0 if exactly_once else kills)
