@@ -357,3 +357,76 @@ def test_engine_killed_between_publish_and_commit(bootstrap_servers,
                                  inputs - len(seen), duplicated))
     assert len(seen) == inputs, 'outcomes lost'
     assert duplicated == (0 if exactly_once else kills)
+
+
+def test_exactly_once_outcomes_show_at_the_commit(bootstrap_servers,
+                                                  make_topic, group_id):
+    in_topic, out_topic = make_topic(), make_topic()
+    fill(bootstrap_servers, in_topic, 3, 1)
+    consumer = kafka.KafkaConsumer(bootstrap_servers, group_id, in_topic,
+                                   exactly_once=True)
+    producer = kafka.KafkaProducer(bootstrap_servers, exactly_once=True)
+    try:
+        it = iter(consumer)
+        first = next(it)
+        producer.publish(out_topic, [b'outcome of 0'], sync=True)
+        # Delivered, in an open transaction: invisible until the commit.
+        assert copies(bootstrap_servers, out_topic, None, timeout=10) == {}
+        assert sum(copies(bootstrap_servers, out_topic, None, timeout=10,
+                          isolation='read_uncommitted').values()) == 1
+        committed = consumer.commit()
+        assert [(tp.partition, tp.offset) for tp in committed] == [
+            (0, first.offset() + 1)]
+        assert copies(bootstrap_servers, out_topic, 1) == {'outcome of 0': 1}
+        # Nothing published: the offsets commit in a transaction alone.
+        next(it)
+        assert [tp.offset for tp in consumer.commit()] == [2]
+        assert waiting.committed_offsets(bootstrap_servers, group_id,
+                                         in_topic, [0]) == {0: 2}
+        # Published, never committed: aborted at close.
+        next(it)
+        producer.publish(out_topic, [b'outcome of 2'], sync=True)
+    finally:
+        consumer.close()
+        producer.close()
+    assert copies(bootstrap_servers, out_topic, None, timeout=10) == {
+        'outcome of 0': 1}
+    assert waiting.committed_offsets(bootstrap_servers, group_id, in_topic,
+                                     [0]) == {0: 2}
+
+
+def test_stalled_engine_aborts_before_its_partition_moves(
+        bootstrap_servers, make_topic, group_id, tmp_path):
+    """A reader stuck mid-message: its open transaction goes first."""
+    from tests.integration import test_consume_publish_commit as engines
+    in_topic, out_topic = make_topic(), make_topic()
+    engines.publish_inputs(bootstrap_servers, in_topic, [b'0', b'1'])
+    stuck = kafka.KafkaConsumer(
+        bootstrap_servers, group_id, in_topic, timeout=6000,
+        exactly_once=True, **{'max.poll.interval.ms': 6000})
+    producer = kafka.KafkaProducer(bootstrap_servers, exactly_once=True)
+    config = tmp_path / 'engine.conf'
+    config.write_text('[kafka_client]\nexactly_once = true\n')
+    other = None
+    try:
+        message = next(iter(stuck))
+        outcome = b'%s 0 %d' % (in_topic.encode(), message.offset())
+        producer.publish(out_topic, [outcome], sync=True)
+        # Now it hangs: no commit, no next message, no close.
+        other = engines.start_engine(bootstrap_servers, group_id, in_topic,
+                                     out_topic, tmp_path / 'other.log',
+                                     config=config)
+        waiting.until(lambda: engines.all_committed(
+            bootstrap_servers, group_id, in_topic, 1), 90,
+            'the other engine handles both inputs', interval=0.5)
+        assert stuck._member.left_at is not None
+        # Read while the stuck one still lives: its transaction is
+        # already aborted, not left open in front of the others' outputs.
+        produced = copies(bootstrap_servers, out_topic, 2, timeout=30)
+    finally:
+        if other is not None:
+            other.kill()
+            other.wait(30)
+        stuck.close()
+        producer.close()
+    assert sorted(produced.values()) == [1, 1], produced

@@ -116,3 +116,73 @@ def test_transaction_timeout_bounds_message_timeout():
         processor.close(1)
     with pytest.raises(errors.ClientClosedError):
         processor.run()
+
+
+# -- exactly_once: who joins whose transactions -----------------------------
+
+def test_one_exactly_once_consumer_per_process(caplog):
+    from monasca_common import kafka
+    first = kafka.KafkaConsumer('127.0.0.1:1', 'g1', 'in', exactly_once=True)
+    try:
+        with pytest.raises(errors.ConfigurationError,
+                           match='already has an exactly-once consumer.*g1'):
+            kafka.KafkaConsumer('127.0.0.1:1', 'g2', 'in', exactly_once=True)
+        # Without the option, more consumers are fine.
+        kafka.KafkaConsumer('127.0.0.1:1', 'g3', 'in').close(1)
+    finally:
+        first.close(1)
+    # Closed: the process may have another.
+    kafka.KafkaConsumer('127.0.0.1:1', 'g4', 'in', exactly_once=True).close(1)
+
+
+def test_the_first_producer_after_the_consumer_joins(caplog):
+    from monasca_common import kafka
+    caplog.set_level('INFO')
+    before = kafka.KafkaProducer('127.0.0.1:1', exactly_once=True)
+    consumer = kafka.KafkaConsumer('127.0.0.1:1', 'grp', 'in',
+                                   exactly_once=True)
+    joined = kafka.KafkaProducer('127.0.0.1:1', exactly_once=True)
+    second = kafka.KafkaProducer('127.0.0.1:1', exactly_once=True)
+    plain = kafka.KafkaProducer('127.0.0.1:1')
+    try:
+        assert 'transactional.id' not in before._config
+        assert joined._config['transactional.id'].startswith('grp.')
+        assert joined._config['transaction.timeout.ms'] == 60000
+        assert joined._config['message.timeout.ms'] == 60000
+        assert 'transactional.id' not in second._config
+        assert 'transactional.id' not in plain._config
+        assert 'no exactly-once consumer was built before it' in caplog.text
+        assert 'another producer already joins' in caplog.text
+    finally:
+        consumer.close(1)
+        for producer in (before, joined, second, plain):
+            producer.close(1)
+
+
+def test_publishing_after_the_consumer_closed_is_refused():
+    from monasca_common import kafka
+    consumer = kafka.KafkaConsumer('127.0.0.1:1', 'grp', 'in',
+                                   exactly_once=True)
+    producer = kafka.KafkaProducer('127.0.0.1:1', exactly_once=True)
+    try:
+        consumer.close(1)
+        with pytest.raises(errors.ConsumerError,
+                           match='is closed; nothing would commit'):
+            producer.publish('out', ['m'])
+    finally:
+        producer.close(1)
+
+
+def test_the_option_turns_it_on(tmp_path):
+    from oslo_config import cfg
+
+    from monasca_common.confluent_kafka import opts
+    conf = cfg.ConfigOpts()
+    opts.register_opts(conf)
+    path = tmp_path / 'service.conf'
+    path.write_text('[kafka_client]\nexactly_once = true\n')
+    conf(args=[], default_config_files=[str(path)])
+    assert opts.exactly_once(None, conf) is True
+    assert opts.exactly_once(False, conf) is False
+    # Not a librdkafka property.
+    assert 'exactly.once' not in opts.client_properties('producer', conf)
