@@ -21,7 +21,9 @@ right after the commit of that many messages; with KILL_MODE ``before``,
 right before that commit instead, once the outcome is in Kafka. With
 ``ENGINE_CONFIG`` in
 its environment it reads that configuration file first, as a service
-reads its own (``[kafka_client]`` applies to its clients).
+reads its own (``[kafka_client]`` applies to its clients). With
+``ENGINE_SLEEP_AFTER_PUBLISH`` it sleeps between publishing and
+committing instead.
 
     python engine_child.py SERVERS GROUP IN_TOPIC OUT_TOPIC LOG SLEEP \
         [KILL_AT [KILL_MODE]]
@@ -46,6 +48,7 @@ def main(servers, group, in_topic, out_topic, log_path, sleep, kill_at=0,
         cfg.CONF(args=[], project='engine',
                  default_config_files=[os.environ['ENGINE_CONFIG']])
     sleep = float(sleep)
+    sleep_after = bool(os.environ.get('ENGINE_SLEEP_AFTER_PUBLISH'))
     kill_at = int(kill_at)
     consumer = client_factory.get_kafka_consumer(
         servers, group, in_topic, None, None, False)
@@ -54,10 +57,12 @@ def main(servers, group, in_topic, out_topic, log_path, sleep, kill_at=0,
     with open(log_path, 'a', buffering=1) as log:
         for message in consumer:
             log.write('H %d %d\n' % (message.partition(), message.offset()))
-            if sleep:
+            if sleep and not sleep_after:
                 time.sleep(sleep)
             producer.publish(out_topic, [b'%s %d %d' % (
                 in_topic.encode(), message.partition(), message.offset())])
+            if sleep and sleep_after:
+                time.sleep(sleep)
             if handled + 1 == kill_at and kill_mode == 'before':
                 producer.flush(30)
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -430,3 +430,89 @@ def test_stalled_engine_aborts_before_its_partition_moves(
         stuck.close()
         producer.close()
     assert sorted(produced.values()) == [1, 1], produced
+
+
+def last_line(log):
+    lines = log.read_text().splitlines() if log.exists() else []
+    return lines[-1] if lines else ''
+
+
+def test_engines_in_one_group_killed_at_random_stay_exactly_once(
+        bootstrap_servers, make_topic, group_id, tmp_path, monkeypatch):
+    """Three engines share the alarms, with ``exactly_once``.
+
+    Five times one is SIGKILLed mid-stream and another takes its place:
+    rebalances, aborted transactions, revocations served between
+    messages.
+    """
+    from tests.integration import test_consume_publish_commit as engines
+    inputs, partitions, kills = 1000, 6, 5
+    in_topic = make_topic(partitions=partitions)
+    out_topic = make_topic(partitions=2)
+    fill(bootstrap_servers, in_topic, inputs, partitions)
+    config = tmp_path / 'engine.conf'
+    config.write_text('[kafka_client]\nexactly_once = true\n'
+                      'librdkafka_properties = transaction.timeout.ms:10000\n')
+    rng = random.Random(3)
+    running, killed = [], []
+
+    # They linger between publishing an outcome and committing its input:
+    # most kills land inside a transaction.
+    monkeypatch.setenv('ENGINE_SLEEP_AFTER_PUBLISH', '1')
+
+    def start(n):
+        log = tmp_path / ('engine%d.log' % n)
+        running.append((engines.start_engine(
+            bootstrap_servers, group_id, in_topic, out_topic, log,
+            sleep=0.03, config=config), log))
+    for n in range(3):
+        start(n)
+
+    def committed_outcomes():
+        return sum(engines.lines(log, 'C') for _, log in running)
+    try:
+        for kill in range(kills):
+            before = committed_outcomes()
+            waiting.until(lambda: committed_outcomes() >= before + 60, 120,
+                          'the engines handling alarms', interval=0.2)
+            time.sleep(rng.uniform(0, 0.3))
+            # One in the middle of a message, between its outcome and its
+            # commit if it can be caught there.
+            alive = [(e, log) for e, log in running if e not in killed]
+            busy = []
+
+            def in_a_message():
+                busy[:] = [e for e, log in alive
+                           if last_line(log).startswith('H')]
+                return busy
+            waiting.until(in_a_message, 30,
+                          'an engine in the middle of a message',
+                          interval=0.005)
+            victim = rng.choice(busy)
+            killed.append(victim)
+            victim.kill()
+            victim.wait(30)
+            start(3 + kill)
+        assert committed_outcomes() < inputs, 'the kills came too late'
+        waiting.until(lambda: engines.all_committed(
+            bootstrap_servers, group_id, in_topic, partitions), 240,
+            'every input committed', interval=0.5)
+        died = [e for e, _ in running
+                if e not in killed and e.poll() is not None]
+        assert not died, 'engines died'
+    finally:
+        for engine, _ in running:
+            engine.kill()
+            engine.wait(30)
+    waiting.until(lambda: settled(bootstrap_servers, out_topic, 2), 60,
+                  'the killed transactions aborted', interval=0.5)
+    produced = engines.outcomes(bootstrap_servers, out_topic)
+    everything = copies(bootstrap_servers, out_topic, None,
+                        isolation='read_uncommitted', timeout=60)
+    print('\n%d inputs, 3 engines, %d kills: %d outcomes read_committed, '
+          '%d in the log' % (inputs, kills, sum(produced.values()),
+                             sum(everything.values())))
+    assert len(produced) == inputs, 'outcomes lost'
+    assert max(produced.values()) == 1, 'outcomes repeated'
+    # The kills did land inside transactions.
+    assert sum(everything.values()) > inputs
