@@ -178,7 +178,30 @@ def _cluster(servers: str | None, in_process: bool = True):
         mock.close()
 
 
+def _bench_formats(args) -> int:
+    from monasca_common.cli import formats
+    if not args.bootstrap_servers:
+        print('--format needs a broker (-b): the mock cluster keeps only '
+              'about 5 MiB per partition')
+        return 2
+    names = args.format.split(',')
+    unknown = set(names) - set(formats.FORMATS)
+    if unknown:
+        print('unknown format %s; known: %s' % (
+            ', '.join(sorted(unknown)), ', '.join(formats.FORMATS)))
+        return 2
+    print('%d metric envelopes, one partition, Kafka at %s'
+          % (args.messages, args.bootstrap_servers))
+    print(formats.HEADER)
+    formats.run(args.bootstrap_servers, args.messages, names,
+                args.compression.split(','),
+                on_row=lambda row: print(formats.line(row), flush=True))
+    return 0
+
+
 def cmd_bench(args) -> int:
+    if args.format:
+        return _bench_formats(args)
     on_progress, report = _progress_and_report()
     # On the embedded mock, a first run is short: 100 B, 1 s a scenario;
     # --full (or a broker) sweeps 100 B and 1 KB, 2 s each.
@@ -424,6 +447,14 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument('--payload', choices=('str', 'bytes'), default='str',
                    help='what the producer scenarios publish (default: '
                         'str, as the services do)')
+    b.add_argument('--format',
+                   help='instead: metric envelopes in these formats '
+                        '(json,orjson,avro), each compressed as '
+                        '--compression says: bytes, msgs/s and CPU per '
+                        'metric, encoding and decoding included (needs -b)')
+    b.add_argument('--compression', default='none,lz4,zstd',
+                   help='with --format: compression.type values '
+                        '(default: none,lz4,zstd)')
     b.add_argument('--json', metavar='FILE',
                    help='write every round and ratio here')
     b.add_argument('--no-latency', action='store_true')

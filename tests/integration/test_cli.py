@@ -225,3 +225,26 @@ def test_healthcheck_names_a_bad_property_not_the_url():
     out = cli('healthcheck', '-b', 'no-port-here', timeout=60)
     assert out.returncode == 1
     assert 'Kafka URL invalid' in out.stdout
+
+
+@pytest.mark.integration
+def test_bench_compares_envelope_formats(bootstrap_servers):
+    out = cli('bench', '-b', bootstrap_servers, '--format', 'json,avro',
+              '--compression', 'none,lz4', '-n', '2000', timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {tuple(line.split()[:2]): [float(x) for x in line.split()[2:]]
+            for line in out.stdout.splitlines()
+            if line.split()[:1] in (['json'], ['avro'])}
+    assert set(rows) == {('json', 'none'), ('json', 'lz4'),
+                         ('avro', 'none'), ('avro', 'lz4')}
+    # encoded, log, fetched bytes per metric; then the rates and CPU.
+    assert rows['avro', 'none'][0] < rows['json', 'none'][0]
+    assert rows['json', 'lz4'][1] < rows['json', 'none'][1] / 3
+    assert all(value > 0 for row in rows.values() for value in row)
+
+
+def test_bench_formats_needs_a_broker_and_known_formats():
+    out = cli('bench', '--format', 'json')
+    assert out.returncode == 2 and 'needs a broker' in out.stdout
+    out = cli('bench', '-b', '127.0.0.1:1', '--format', 'json,protobuf')
+    assert out.returncode == 2 and 'unknown format protobuf' in out.stdout

@@ -172,3 +172,16 @@ def test_bad_arguments_are_named():
         codecs.EnvelopeDecoder(on_bad='drop')
     with pytest.raises(errors.ConfigurationError, match='library'):
         codecs.JsonCodec('simplejson')
+
+
+def test_the_bench_metrics_look_like_an_agents():
+    from monasca_common.cli import formats
+    metrics = formats.sample_metrics(2000)
+    assert metrics == formats.sample_metrics(2000)  # the same each run
+    codec = codecs.AvroCodec('metric')
+    sizes = [len(codecs.JsonCodec().encode(m)) for m in metrics]
+    assert 250 < sum(sizes) / len(sizes) < 400
+    assert len({m['metric']['name'] for m in metrics}) > 20
+    assert any(m['metric']['value_meta'] for m in metrics)
+    for metric in metrics[:200]:
+        assert codec.decode(codec.encode(metric)) == metric
