@@ -164,17 +164,20 @@ class Link:
             if producer is None:
                 raise errors.ConsumerError(
                     'no producer joined the transactions of %s' % self.owner)
+            # Closed to publishes meanwhile: another thread's publish
+            # waits for the lock and begins the next transaction.
+            begun, self.open = self.open, False
             try:
-                if not self.open:
+                if not begun:
                     self._call(self._init_once)
                     self._call(producer.begin_transaction)
-                    self.open = True
+                    begun = True
                 if offsets:
                     self._call(producer.send_offsets_to_transaction,
                                offsets, group_metadata, timeout)
                 self._call(producer.commit_transaction, timeout)
-                self.open = False
             except TransactionAborted:
+                self.open = begun
                 self.abort('the commit failed')
                 raise
 
