@@ -18,7 +18,8 @@ through each format and compression:
 * produce: encode, then ``publish`` in lists of 1,000 (as monasca-api
   does), until Kafka has them all;
 * consume: iterate, decode each (:class:`~monasca_common.confluent_kafka.
-  codecs.EnvelopeDecoder`, which reads any format), commit per 1,000.
+  codecs.EnvelopeDecoder`, which reads any format, with orjson for the
+  orjson rows), commit per 1,000.
 
 Bytes per metric: the encoded envelope; what the producer sent
 (librdkafka's ``tx_bytes``: the record batches, compressed, plus request
@@ -166,7 +167,9 @@ def run_one(servers: str, metrics: list[dict], name: str,
     sent.settled()
     producer.close()
     fetched = _Bytes()
-    decoder = codecs.EnvelopeDecoder(kinds=['metric'])
+    decoder = codecs.EnvelopeDecoder(
+        kinds=['metric'], json_library='orjson' if name == 'orjson'
+        else 'json')
     properties = {'statistics.interval.ms': 100, 'stats_cb': fetched}
     consumer = kafka.KafkaConsumer(servers, 'bench-' + topic, topic,
                                    **properties)
