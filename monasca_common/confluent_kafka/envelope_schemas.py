@@ -38,59 +38,44 @@ _META = {
     ],
 }
 
-METRIC = {
-    'type': 'record', 'name': 'MetricEnvelope', 'namespace': 'monasca',
-    'fields': [
-        {'name': 'metric', 'type': {
-            'type': 'record', 'name': 'Metric',
-            'fields': [
-                {'name': 'name', 'type': 'string'},
-                {'name': 'dimensions', 'type': _DIMENSIONS},
-                {'name': 'timestamp', 'type': 'long'},
-                {'name': 'value', 'type': 'double'},
-                {'name': 'value_meta',
-                 'type': ['null', {'type': 'map', 'values': 'string'}],
-                 'default': None},
-            ]}},
-        {'name': 'meta', 'type': _META},
-        {'name': 'creation_time', 'type': 'long'},
-    ],
-}
 
-LOG = {
-    'type': 'record', 'name': 'LogEnvelope', 'namespace': 'monasca',
-    'fields': [
-        {'name': 'log', 'type': {
-            'type': 'record', 'name': 'Log',
-            'fields': [
-                {'name': 'message', 'type': 'string'},
-                {'name': 'dimensions', 'type': _DIMENSIONS},
-            ]}},
-        {'name': 'meta', 'type': _META},
-        {'name': 'creation_time', 'type': 'long'},
-    ],
-}
+def _envelope(name: str, field: str, record: str, fields: list) -> dict:
+    """``{field: {...}, "meta": {...}, "creation_time": seconds}``."""
+    return {
+        'type': 'record', 'name': name, 'namespace': 'monasca',
+        'fields': [
+            {'name': field,
+             'type': {'type': 'record', 'name': record, 'fields': fields}},
+            {'name': 'meta', 'type': _META},
+            {'name': 'creation_time', 'type': 'long'},
+        ],
+    }
 
-EVENT = {
-    'type': 'record', 'name': 'EventEnvelope', 'namespace': 'monasca',
-    'fields': [
-        {'name': 'event', 'type': {
-            'type': 'record', 'name': 'Event',
-            'fields': [
-                {'name': 'event_type', 'type': 'string'},
-                {'name': 'timestamp', 'type': 'string'},
-                {'name': 'message_id', 'type': ['null', 'string'],
-                 'default': None},
-                {'name': 'dimensions', 'type': _DIMENSIONS},
-                {'name': 'project_id', 'type': ['null', 'string'],
-                 'default': None},
-                # Any JSON: the emitting service's own structure.
-                {'name': 'payload', 'type': 'string'},
-            ]}},
-        {'name': 'meta', 'type': _META},
-        {'name': 'creation_time', 'type': 'long'},
-    ],
-}
+
+METRIC = _envelope('MetricEnvelope', 'metric', 'Metric', [
+    {'name': 'name', 'type': 'string'},
+    {'name': 'dimensions', 'type': _DIMENSIONS},
+    {'name': 'timestamp', 'type': 'long'},
+    {'name': 'value', 'type': 'double'},
+    {'name': 'value_meta',
+     'type': ['null', {'type': 'map', 'values': 'string'}],
+     'default': None},
+])
+
+LOG = _envelope('LogEnvelope', 'log', 'Log', [
+    {'name': 'message', 'type': 'string'},
+    {'name': 'dimensions', 'type': _DIMENSIONS},
+])
+
+EVENT = _envelope('EventEnvelope', 'event', 'Event', [
+    {'name': 'event_type', 'type': 'string'},
+    {'name': 'timestamp', 'type': 'string'},
+    {'name': 'message_id', 'type': ['null', 'string'], 'default': None},
+    {'name': 'dimensions', 'type': _DIMENSIONS},
+    {'name': 'project_id', 'type': ['null', 'string'], 'default': None},
+    # Any JSON: the emitting service's own structure.
+    {'name': 'payload', 'type': 'string'},
+])
 
 _METRIC_DEFINITION = {
     'type': 'record', 'name': 'MetricDefinition',
