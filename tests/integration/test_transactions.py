@@ -507,3 +507,32 @@ def test_engines_in_one_group_killed_at_random_stay_exactly_once(
     assert max(produced.values()) == 1, 'outcomes repeated'
     # The kills did land inside transactions.
     assert sum(everything.values()) > inputs
+
+
+def test_exactly_once_never_drops_an_undeliverable_outcome(
+        bootstrap_servers, make_topic, group_id):
+    """An outcome Kafka refuses for good holds its input back.
+
+    At-least-once logs such an outcome and commits; a transaction can
+    not: the input stays uncommitted until the cause is fixed.
+    """
+    in_topic, out_topic = make_topic(), make_topic()
+    fill(bootstrap_servers, in_topic, 1, 1)
+    consumer = kafka.KafkaConsumer(bootstrap_servers, group_id, in_topic,
+                                   exactly_once=True, commit_timeout=20)
+    producer = kafka.KafkaProducer(bootstrap_servers, exactly_once=True,
+                                   **{'message.max.bytes': 4 * 1024 * 1024})
+    try:
+        message = next(iter(consumer))
+        producer.publish(out_topic, [b'fine'])
+        producer.publish(out_topic, [b'x' * (2 * 1024 * 1024)])
+        with pytest.raises(kafka.CommitFailedError,
+                           match='(?s)transaction.*aborted'):
+            consumer.commit(raise_errors=True)
+    finally:
+        consumer.close()
+        producer.close()
+    assert message.offset() == 0
+    assert waiting.committed_offsets(bootstrap_servers, group_id, in_topic,
+                                     [0]) == {0: -1001}
+    assert copies(bootstrap_servers, out_topic, None, timeout=10) == {}
