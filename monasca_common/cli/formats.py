@@ -30,6 +30,7 @@ Kafka 4.3.1's segment files); what the consumer fetched (``rx_bytes``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import threading
 import typing
@@ -133,7 +134,6 @@ class _Bytes:
         self.changed = threading.Event()
 
     def __call__(self, text: str) -> None:
-        import json
         document = json.loads(text)
         self.tx, self.rx = document['tx_bytes'], document['rx_bytes']
         self.reports += 1

@@ -49,7 +49,8 @@ LOG = logging.getLogger(__name__)
 
 SINGLE_OBJECT_MARKER = b'\xc3\x01'
 _HEADER = len(SINGLE_OBJECT_MARKER) + 8
-_REGISTRY_MAGIC = 0
+# The schema registry's wire format: this byte, then a 4-byte schema id.
+_REGISTRY_MAGIC = b'\x00'
 # The threshold engine's key; Avro names allow no '-'.
 _ALARM_KEY = 'alarm-transitioned'
 _ALARM_FIELD = 'alarm_transitioned'
@@ -240,7 +241,7 @@ class EnvelopeDecoder:
                 raise DecodeError('Avro of an unknown schema (fingerprint '
                                   '%s)' % payload[2:_HEADER].hex())
             return codec.decode(payload)
-        if payload[:1] == b'\x00' and len(payload) >= 5:
+        if payload[:1] == _REGISTRY_MAGIC and len(payload) >= 5:
             raise DecodeError('Avro in the schema registry wire format '
                               '(schema id %d): no registry is configured'
                               % int.from_bytes(payload[1:5], 'big'))

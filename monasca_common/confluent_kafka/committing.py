@@ -194,7 +194,7 @@ class Committer:
         try:
             link.commit(offsets, metadata,
                         max(0.1, deadline - time.monotonic()))
-        except exactly_once.TransactionAborted as exc:
+        except errors.TransactionAborted as exc:
             if not revoking:
                 self._rewind(member, pending)
             raise offset_ledger.CommitDeferred(
@@ -262,13 +262,11 @@ class Committer:
         for outputs in scopes:
             for failure in outputs.take_permanent():
                 self.undeliverable += 1
-                value = failure.value or b''
                 LOG.error(
-                    'Kafka: an output can never be delivered (%s), to topic '
-                    '%s: %d bytes, starting %r. The input it came from is '
-                    'committed: reading it again would fail the same way.',
-                    errors.explain(failure.error), failure.topic,
-                    len(value), value[:60])
+                    'Kafka: %s. The input it came from is committed: '
+                    'reading it again would fail the same way.',
+                    errors.undeliverable(failure.error, failure.topic,
+                                         failure.value))
 
     def _await_outputs(self, member, pending, deadline, revoking) -> None:
         scopes = self._scopes()

@@ -113,6 +113,58 @@ MISCONFIGURED_GROUP = frozenset((
 ))
 
 
+_ENDS_CONSUMING = frozenset((
+    _K._AUTHENTICATION, _K.TOPIC_AUTHORIZATION_FAILED,
+    _K.GROUP_AUTHORIZATION_FAILED, _K._INVALID_ARG,
+)) | MISCONFIGURED_GROUP
+
+
+def ends_consuming(err: confluent_kafka.KafkaError) -> bool:
+    """A consume error no retry mends: the reader must be told."""
+    return err.fatal() or err.code() in _ENDS_CONSUMING
+
+
+def undeliverable(err: confluent_kafka.KafkaError, topic: str,
+                  value: bytes | None) -> str:
+    """What to log of an output Kafka refuses for good."""
+    value = value or b''
+    return ('an output can never be delivered (%s), to topic %s: %d bytes, '
+            'starting %r' % (explain(err), topic, len(value), value[:60]))
+
+
+#: A transactional call failing with these: another client took the
+#: ``transactional.id``.
+_FENCED = frozenset((_K._FENCED, _K.PRODUCER_FENCED,
+                     _K.INVALID_PRODUCER_EPOCH,
+                     _K.TRANSACTIONAL_ID_AUTHORIZATION_FAILED))
+
+
+class TransactionAborted(Exception):
+    """The open transaction must be aborted; what it covered is read again.
+
+    Kept inside the library: callers see the consequence (a deferred
+    commit, a batch read again), not this.
+    """
+
+
+def raise_for_transaction(err: confluent_kafka.KafkaError,
+                          transactional_id: str) -> typing.NoReturn:
+    """Raise what a failed transactional call means.
+
+    :raises TransactionFencedError: another client took the id.
+    :raises ConsumerError: a fatal error: nothing more can be committed.
+    :raises TransactionAborted: anything else: abort, then read again.
+    """
+    if err.code() in _FENCED:
+        raise TransactionFencedError(
+            'Kafka fenced this client: another one uses its '
+            'transactional.id %s (%s); nothing more is committed'
+            % (transactional_id, err.str()))
+    if err.fatal():
+        raise ConsumerError('Kafka transaction error: %s' % explain(err))
+    raise TransactionAborted(err.str())
+
+
 def explain(err: confluent_kafka.KafkaError) -> str:
     """librdkafka's text for ``err``, and what to do where that is known."""
     hint = _HINTS.get(err.code())

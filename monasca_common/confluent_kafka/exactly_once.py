@@ -59,20 +59,13 @@ from monasca_common.confluent_kafka import errors
 
 LOG = logging.getLogger(__name__)
 
-KafkaError = confluent_kafka.KafkaError
+TransactionAborted = errors.TransactionAborted
 
 #: ``transaction.timeout.ms`` unless the producer is given one.
 TRANSACTION_TIMEOUT_MS = 60000
-_FENCED = frozenset((KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                     KafkaError.INVALID_PRODUCER_EPOCH,
-                     KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED))
 
 _lock = threading.Lock()
 _links: dict[int, 'Link'] = {}  # by process id: fork() leaves them behind
-
-
-class TransactionAborted(Exception):
-    """The open transaction was aborted; what it covered comes again."""
 
 
 class Link:
@@ -205,17 +198,7 @@ class Link:
         try:
             return call(*args)
         except confluent_kafka.KafkaException as exc:
-            err = exc.args[0]
-            if err.code() in _FENCED:
-                raise errors.TransactionFencedError(
-                    'Kafka fenced this process: another one uses its '
-                    'transactional.id %s (%s); nothing more is committed'
-                    % (self.transactional_id, err.str())) from None
-            if err.fatal():
-                raise errors.ConsumerError(
-                    'Kafka transaction error: %s' % errors.explain(err)
-                ) from None
-            raise TransactionAborted(err.str()) from None
+            errors.raise_for_transaction(exc.args[0], self.transactional_id)
 
 
 def register_consumer(group_id: str, owner: str) -> Link:

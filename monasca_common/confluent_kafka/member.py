@@ -77,10 +77,6 @@ _READ_SLICE = 0.1
 # messages.
 _WATCH_EVERY = 0.5
 _error = confluent_kafka.Message.error
-_FATAL_CONSUME = frozenset((
-    KafkaError._AUTHENTICATION, KafkaError.TOPIC_AUTHORIZATION_FAILED,
-    KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError._INVALID_ARG,
-))
 
 
 class GroupMember(rebalancing.Rebalancing):
@@ -449,8 +445,7 @@ class GroupMember(rebalancing.Rebalancing):
         code = err.code()
         if code == KafkaError._PARTITION_EOF:
             return
-        if (err.fatal() or code in _FATAL_CONSUME or
-                code in errors.MISCONFIGURED_GROUP):
+        if errors.ends_consuming(err):
             LOG.error('Kafka consumer fatal error: %s', errors.explain(err))
             self.fatal = err
             return

@@ -70,9 +70,6 @@ TopicPartition = confluent_kafka.TopicPartition
 Output = typing.Tuple
 Process = typing.Callable[[typing.List[Message]], typing.Iterable[Output]]
 
-_FENCED = frozenset((KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                     KafkaError.INVALID_PRODUCER_EPOCH,
-                     KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED))
 # One wait for messages: so long stop() may take to be seen.
 _CONSUME_SLICE = 0.5
 
@@ -278,10 +275,7 @@ class Processor:
                 err = message.error()
                 if err is None:
                     batch.append(message)
-                elif err.fatal() or err.code() in (
-                        KafkaError._AUTHENTICATION,
-                        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                        KafkaError.GROUP_AUTHORIZATION_FAILED):
+                elif errors.ends_consuming(err):
                     raise errors.ConsumerError(
                         'Kafka consumer error: %s' % errors.explain(err))
                 elif err.code() != KafkaError._PARTITION_EOF:
@@ -316,7 +310,7 @@ class Processor:
             self._transactional(producer.commit_transaction,
                                 self._call_timeout)
             self._in_transaction = False
-        except _AbortNeeded as exc:
+        except errors.TransactionAborted as exc:
             LOG.warning('Kafka processor: transaction aborted (%s); the '
                         'batch of %d comes again', exc, len(batch))
             self.counts['aborted'] += 1
@@ -365,7 +359,8 @@ class Processor:
                     # librdkafka's queue is full: let it send.
                     self._producer.poll(0.05)
                 except confluent_kafka.KafkaException as exc:
-                    _raise_transaction_error(exc.args[0])
+                    errors.raise_for_transaction(exc.args[0],
+                                                 self.transactional_id)
         self._producer.poll(0)
 
     def _transactional(self, call, *args):
@@ -380,14 +375,19 @@ class Processor:
                         not err.txn_requires_abort():
                     time.sleep(0.1)
                     continue
-                _raise_transaction_error(err)
+                errors.raise_for_transaction(err, self.transactional_id)
 
     def _abort(self) -> None:
+        """Abort the open transaction; raises only if fenced or fatal."""
         if not self._in_transaction:
             return
         try:
             self._transactional(self._producer.abort_transaction,
                                 self._call_timeout)
+        except errors.TransactionAborted as exc:
+            LOG.error('Kafka processor: aborting the transaction failed '
+                      '(%s); Kafka aborts it after transaction.timeout.ms',
+                      exc)
         finally:
             self._in_transaction = False
 
@@ -417,12 +417,10 @@ class Processor:
         if self._closed:
             return
         self._closed = True
-        if self._in_transaction:
-            try:
-                self._producer.abort_transaction(timeout)
-            except confluent_kafka.KafkaException as exc:
-                LOG.warning('Kafka processor: abort at close failed: %s',
-                            exc.args[0].str())
+        try:
+            self._abort()
+        except errors.KafkaClientError as exc:
+            LOG.warning('Kafka processor: abort at close failed: %s', exc)
         if not _client.close_within(self._consumer.close, timeout):
             LOG.warning('Kafka processor did not leave its group within '
                         '%.1f s', timeout)
@@ -451,28 +449,6 @@ def _raise_undeliverable(failures: list) -> None:
     """Raise for an output Kafka refuses for good: it would loop forever."""
     for err, message in failures:
         if errors.is_permanent(err):
-            value = message.value() or b''
             raise errors.DeliveryFailedError(
-                'an output can never be delivered (%s), to topic %s: %d '
-                'bytes, starting %r; the batch was not committed'
-                % (errors.explain(err), message.topic(), len(value),
-                   value[:60]))
-
-
-class _AbortNeeded(Exception):
-    """The transaction must be aborted; the batch comes again."""
-
-
-def _raise_transaction_error(err: KafkaError) -> typing.NoReturn:
-    if err.code() in _FENCED:
-        raise errors.TransactionFencedError(
-            'Kafka fenced this processor: another instance uses its '
-            'transactional.id (%s); it stops without committing'
-            % err.str())
-    if err.fatal():
-        raise errors.ConsumerError('Kafka transaction error: %s'
-                                   % errors.explain(err))
-    if err.txn_requires_abort() or err.retriable():
-        raise _AbortNeeded(err.str())
-    raise errors.ConsumerError('Kafka transaction error: %s'
-                               % errors.explain(err))
+                '%s; the batch was not committed' % errors.undeliverable(
+                    err, message.topic(), message.value()))
