@@ -157,12 +157,7 @@ class Committer:
     def _commit(self, member, pending, revoking, asynchronous, link=None):
         deadline = time.monotonic() + self._timeout
         if self._deliver_first:
-            try:
-                self._await_outputs(member, pending, deadline, revoking)
-            except offset_ledger.CommitDeferred:
-                if link is not None:
-                    link.abort('outputs failed')
-                raise
+            self._await_outputs(member, pending, deadline, revoking, link)
         offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
         self.retries.superseded(pending)
         if link is not None:
@@ -195,8 +190,9 @@ class Committer:
             link.commit(offsets, metadata,
                         max(0.1, deadline - time.monotonic()))
         except errors.TransactionAborted as exc:
-            if not revoking:
-                self._rewind(member, pending)
+            # The outputs are gone: every input since the last commit
+            # comes again, revoked or not (the new owner's start there).
+            self._rewind(member, pending)
             raise offset_ledger.CommitDeferred(
                 'transaction', 'Kafka transaction of the commit of %s '
                 'aborted (%s): what was read since the last commit is read '
@@ -268,7 +264,8 @@ class Committer:
                     errors.undeliverable(failure.error, failure.topic,
                                          failure.value))
 
-    def _await_outputs(self, member, pending, deadline, revoking) -> None:
+    def _await_outputs(self, member, pending, deadline, revoking,
+                       link=None) -> None:
         scopes = self._scopes()
         unreported = published.await_delivery(scopes, deadline)
         described = ', '.join('%s[%d]' % key for key in pending)
@@ -285,7 +282,10 @@ class Committer:
             return
         for outputs in changed:
             self._failures_seen[outputs] = outputs.transient
-        if not revoking:
+        if link is not None:
+            # The outputs that did land go too: a transaction is whole.
+            link.abort('outputs failed')
+        if not revoking or link is not None:
             self._rewind(member, pending)
         raise offset_ledger.CommitDeferred(
             'outputs', 'Kafka commit of %s not done: messages the process '

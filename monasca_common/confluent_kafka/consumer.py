@@ -209,8 +209,7 @@ class KafkaConsumer(_client.Client):
         # The reading thread may be mid-message: its transaction must not
         # commit outputs of partitions now moving.
         if self._committer.link is not None:
-            self._committer.link.abort('partitions left without the '
-                                       'reading thread')
+            self._committer.link.abandon()
 
     def _needs_reader(self, keys) -> bool:
         return (self._repartition_callback is not None or

@@ -34,7 +34,9 @@ the same name on both clients). The rules:
 * **What never reaches a commit is aborted**: when either client closes,
   when a commit fails (the inputs are read again), and when the group
   takes partitions away without the reading thread (a stalled service,
-  a lost session) before they move. If the process dies, Kafka aborts it
+  a lost session) before they move; the reading thread's next commit is
+  aborted too (what it published meanwhile may come from a moved input).
+  If the process dies, Kafka aborts it
   after ``transaction.timeout.ms`` (60 s here): until then
   ``read_committed`` readers of those output partitions wait.
 * The producer's ``transactional.id`` is ``<group>.<host>.<pid>``: unique
@@ -91,6 +93,10 @@ class Link:
         self.open = False
         #: The consumer closed.
         self.closed = False
+        #: Partitions left with a transaction open: outputs the reading
+        #: thread publishes until its next commit belong to inputs that
+        #: may have moved, so that commit is aborted too.
+        self.abandoned = False
 
     def producer_config(self, config: dict) -> dict:
         """Properties a joining producer adds to ``config``."""
@@ -161,6 +167,11 @@ class Link:
             # waits for the lock and begins the next transaction.
             begun, self.open = self.open, False
             try:
+                if self.abandoned:
+                    self.abandoned = False
+                    raise TransactionAborted(
+                        'partitions were taken away from the reading '
+                        'thread since the last commit')
                 if not begun:
                     self._call(self._init_once)
                     self._call(producer.begin_transaction)
@@ -173,6 +184,13 @@ class Link:
                 self.open = begun
                 self.abort('the commit failed')
                 raise
+
+    def abandon(self) -> None:
+        """Partitions go without the reading thread, before they move."""
+        with self._lock:
+            if self.open:
+                self.abandoned = True
+                self.abort('partitions left without the reading thread')
 
     def abort(self, why: str) -> None:
         """Abort the open transaction, if any; never raises."""
