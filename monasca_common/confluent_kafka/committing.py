@@ -77,6 +77,8 @@ class Committer:
         self._failures_seen: weakref.WeakKeyDictionary = \
             weakref.WeakKeyDictionary()
         self._readers: weakref.WeakSet = weakref.WeakSet()
+        self._scope_list: list[published.Outputs] = []
+        self._readers_listed = 0
         self.retries = offset_ledger.CommitRetries()
         #: Outputs that failed for good, reported by a commit.
         self.undeliverable = 0
@@ -248,10 +250,18 @@ class Committer:
             self._failures_seen[outputs] = outputs.transient
 
     def _scopes(self) -> list[published.Outputs]:
-        scopes = [published.PROCESS, published.thread_outputs()]
-        scopes.extend(s for s in list(self._readers) if s is not scopes[1])
-        for outputs in scopes:
-            self._failures_seen.setdefault(outputs, outputs.transient)
+        current = published.thread_outputs()
+        scopes = self._scope_list
+        # The same threads commit and read, commit after commit: the list
+        # is made again only when one comes or goes.
+        if (len(self._readers) != self._readers_listed or
+                not any(s is current for s in scopes)):
+            scopes = [published.PROCESS, current]
+            scopes.extend(s for s in list(self._readers) if s is not current)
+            for outputs in scopes:
+                self._failures_seen.setdefault(outputs, outputs.transient)
+            self._scope_list = scopes
+            self._readers_listed = len(self._readers)
         return scopes
 
     def _report_poison(self, scopes) -> None:
@@ -267,6 +277,10 @@ class Committer:
     def _await_outputs(self, member, pending, deadline, revoking,
                        link=None) -> None:
         scopes = self._scopes()
+        if all(s.quiet for s in scopes):
+            # Nothing published, nothing failed, ever: the commit of a
+            # service that only reads.
+            return
         unreported = published.await_delivery(scopes, deadline)
         described = ', '.join('%s[%d]' % key for key in pending)
         partitions = [(t, p, o, None) for (t, p), o in pending.items()]
@@ -357,11 +371,16 @@ class CommitInterval:
         due = self._last + self._interval - time.monotonic()
         return max(0.0, min(limit, due))
 
-    def watch(self, now: float) -> None:
-        """On the member thread, every turn: flag the callback if due."""
+    def watch(self, now: float) -> bool:
+        """On the member thread, every turn: flag the callback if due.
+
+        :returns: whether it has just fallen due.
+        """
         if self.callback is not None and not self.due and \
                 now - self._last >= self._interval:
             self.due.append(True)
+            return True
+        return False
 
     def check(self) -> None:
         """On the reading thread: call the callback if it is due."""

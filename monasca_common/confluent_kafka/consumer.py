@@ -30,6 +30,7 @@ while the service is busy (see :mod:`~monasca_common.confluent_kafka.member`).
 from __future__ import annotations
 
 import collections.abc
+import itertools
 import logging
 import os
 import threading
@@ -202,8 +203,14 @@ class KafkaConsumer(_client.Client):
                 self._committer.retry_refused,
                 1024 * kafka_config.int_property(
                     self._config, 'queued.max.messages.kbytes', 65536),
-                self._interval.watch, self._released_without_reader)
+                self._watch_interval, self._released_without_reader,
+                self._ledger)
         return self._member
+
+    def _watch_interval(self, now: float) -> None:
+        if self._interval.watch(now) and self._member is not None:
+            # The reading thread calls the callback before its next message.
+            self._member.interrupt()
 
     def _released_without_reader(self) -> None:
         # The reading thread may be mid-message: its transaction must not
@@ -237,44 +244,46 @@ class KafkaConsumer(_client.Client):
     def __iter__(self) -> typing.Iterator[Message]:
         """Yield messages until :meth:`stop` (or :meth:`close`)."""
         self._check_usable()
+        # Messages go from librdkafka's chunks to the caller through list
+        # iterators, with no Python per message: this is the per-message
+        # cost of every service (see doc/source/performance.rst).
+        return itertools.chain.from_iterable(self._chunks())
+
+    def _chunks(self) -> typing.Iterator[typing.Iterator[Message]]:
         member = self._join()
         self._committer.reading()
         self._interval.restart()
-        # Locals: this loop is the per-message cost of every service.
-        buffer = member.buffer
         revocations = member.revocations
-        handed = self._ledger.handed
-        single_topic = self._ledger.single_topic is not None
+        done_handing = self._ledger.done_handing
         timed = self._interval.callback is not None
-        due = self._interval.due
         check_interval = self._interval.check
-        while not self._stop:
-            if revocations:
-                member.serve_revocations(self._release)
-            if not buffer:
-                self._wait_for_messages(
-                    member, self._interval.wait_time(self._poll_timeout))
-            while buffer:
+        chunk = None
+        try:
+            while not self._stop:
+                if chunk is not None:
+                    done_handing(chunk)
+                    chunk = None
                 if revocations:
-                    # Buffered messages of revoked partitions go first.
                     member.serve_revocations(self._release)
-                    continue
-                try:
-                    message = buffer.popleft()
-                except IndexError:  # dropped by a pause meanwhile
-                    break
-                if single_topic:
-                    handed[message.partition()] = message
-                else:
-                    handed[(message.topic(), message.partition())] = message
-                yield message
-                if self._stop:
-                    break
-                if due:
+                if timed:
                     check_interval()
-            if timed:
-                check_interval()
-        self._stop = False
+                if not member.buffer:
+                    self._wait_for_messages(
+                        member, self._interval.wait_time(self._poll_timeout))
+                    if revocations:
+                        # Buffered messages of revoked partitions go first.
+                        continue
+                if member.buffer and not self._stop:
+                    chunk = member.take_chunk()
+                    if self._stop:
+                        # stop() from a signal handler while the chunk was
+                        # being taken: the finally puts it back.
+                        break
+                    yield chunk
+        finally:
+            # Left early (the caller broke off): the rest comes next time.
+            member.interrupt()
+            self._stop = False
 
     def consume_batch(self, max_messages: int = 500,
                       timeout: float | None = None) -> list[Message]:
@@ -294,6 +303,8 @@ class KafkaConsumer(_client.Client):
             raise ValueError('max_messages must be a positive int, got %r'
                              % (max_messages,))
         member = self._join()
+        # An iteration's chunk not all handed goes first.
+        member.interrupt()
         self._committer.reading()
         self._interval.check()
         if member.revocations:
@@ -325,6 +336,8 @@ class KafkaConsumer(_client.Client):
         wakes returns what is there; the next one waits again.
         """
         self._stop = True
+        if self._member is not None:
+            self._member.interrupt()
 
     def _stopped(self) -> bool:
         return self._stop
@@ -455,7 +468,7 @@ class KafkaConsumer(_client.Client):
             if self._closed:
                 return
             self._closed = True
-            self._stop = True
+            self.stop()
             self._stop_reporting()
             self._lag.close()
             if self._committer.link is not None:

@@ -41,7 +41,6 @@ joins again when the reader comes back for messages.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import logging
 import threading
 import time
@@ -54,6 +53,7 @@ from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import flow
 from monasca_common.confluent_kafka import handle as consumer_handle
+from monasca_common.confluent_kafka import offsets as offset_ledger
 from monasca_common.confluent_kafka import rebalancing
 
 LOG = logging.getLogger(__name__)
@@ -101,6 +101,10 @@ class GroupMember(rebalancing.Rebalancing):
     :param on_abandon: called when partitions go without the reading
         thread (it stalled, did not come back in time, or the session was
         lost), before they move.
+    :param ledger: the offset ledger the reading thread hands chunks out
+        through (:meth:`take_chunk`); what it has not handed of one comes
+        back to the buffer when the member needs the reader between two
+        messages (:meth:`interrupt`).
     """
 
     def __init__(self, consumer: confluent_kafka.Consumer, topics: list,
@@ -110,7 +114,8 @@ class GroupMember(rebalancing.Rebalancing):
                  retry_commits: RetryCommits | None = None,
                  buffer_bytes: int = 64 * 1024 * 1024,
                  on_turn: typing.Callable[[float], None] | None = None,
-                 on_abandon: typing.Callable[[], None] | None = None):
+                 on_abandon: typing.Callable[[], None] | None = None,
+                 ledger: offset_ledger.OffsetLedger | None = None):
         self.consumer = consumer
         self.topics = topics
         self.revoke_timeout = revoke_timeout
@@ -124,6 +129,7 @@ class GroupMember(rebalancing.Rebalancing):
         self._on_abandon = on_abandon
         #: Messages fetched, not yet taken by the reading thread.
         self.buffer: collections.deque = collections.deque()
+        self.ledger = ledger or offset_ledger.OffsetLedger()
         #: Revocations for the reading thread, oldest first.
         self.revocations: collections.deque = collections.deque()
         #: Guards buffer changes other than popleft (reentrant: a signal
@@ -170,7 +176,7 @@ class GroupMember(rebalancing.Rebalancing):
     # -- commits ------------------------------------------------------------
 
     def commit(self, offsets: list,
-               asynchronous: bool = False) -> concurrent.futures.Future:
+               asynchronous: bool = False) -> consumer_handle.Answer:
         """Commit ``offsets``; the future gets librdkafka's answer.
 
         Synchronous, on the member thread: librdkafka's synchronous commit
@@ -220,7 +226,7 @@ class GroupMember(rebalancing.Rebalancing):
 
     def counts(self) -> dict[str, float]:
         """The member's figures, for the consumer's metrics."""
-        buffered = len(self.buffer)
+        buffered = self.waiting()
         return {'consumed': self.fetched - self.dropped - buffered,
                 'buffered': buffered, 'rebalances': self.rebalances,
                 'assigned': len(self.assigned)}
@@ -248,9 +254,14 @@ class GroupMember(rebalancing.Rebalancing):
                 % (servers, kafka_config.scrub(refusal.str(), config)))
 
     def drop_buffered(self, keys) -> dict[Key, int]:
-        """Remove buffered messages of ``keys``; their first offsets."""
+        """Remove buffered messages of ``keys``; their first offsets.
+
+        What the reading thread has not handed of its chunk counts as
+        buffered: it is taken back first.
+        """
         first: dict[Key, int] = {}
         with self.buffer_lock:
+            self._take_back()
             if not self.buffer:
                 return first
             kept = []
@@ -265,6 +276,40 @@ class GroupMember(rebalancing.Rebalancing):
                 self.buffer.clear()
                 self.buffer.extend(kept)
         return first
+
+    # -- handing out (reading thread) ---------------------------------------
+
+    def take_chunk(self) -> typing.Iterator:
+        """Everything buffered, as one iterator the reading thread hands.
+
+        What an earlier one did not hand comes first.
+        """
+        with self.buffer_lock:
+            self._take_back()
+            chunk = list(self.buffer)
+            self.buffer.clear()
+            return self.ledger.handing(chunk)
+
+    def interrupt(self) -> None:
+        """Have the reading thread come back before its next message.
+
+        What it has not handed of its chunk goes back to the buffer: its
+        iterator ends there, and the reading loop looks at revocations,
+        ``stop()`` and the commit callback before going on. Safe from any
+        thread and from a signal handler.
+        """
+        with self.buffer_lock:
+            self._take_back()
+
+    def _take_back(self) -> None:
+        rest = self.ledger.take_back()
+        if rest:
+            rest.reverse()
+            self.buffer.extendleft(rest)
+
+    def waiting(self) -> int:
+        """Messages fetched that the reading thread has not been handed."""
+        return len(self.buffer) + self.ledger.unhanded()
 
     # -- the loop -----------------------------------------------------------
 
@@ -346,7 +391,7 @@ class GroupMember(rebalancing.Rebalancing):
         if self.flow.statistics_waiting:
             self.flow.assign_stuck_again()
         # First: a reader back from a stall gets its partitions resumed.
-        full = self.flow.too_full(len(self.buffer), bool(self._commits))
+        full = self.flow.too_full(self.waiting(), bool(self._commits))
         if handle.reader_polls():
             return 0 if handle.jobs_waiting else _POLL_WAIT
         if full:
@@ -404,7 +449,7 @@ class GroupMember(rebalancing.Rebalancing):
         """
         if self.left_at is not None:
             return
-        waiting = len(self.buffer)
+        waiting = self.waiting()
         taken = self.fetched - self.dropped - waiting
         if taken != self._taken_seen or not waiting:
             self._taken_seen, self._taken_since = taken, now

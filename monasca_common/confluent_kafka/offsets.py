@@ -30,6 +30,7 @@ once the group has settled.
 from __future__ import annotations
 
 import collections.abc
+import operator
 import threading
 import typing
 
@@ -39,6 +40,8 @@ from monasca_common.confluent_kafka import errors
 
 Key = tuple[str, int]
 KafkaError = confluent_kafka.KafkaError
+_partition = confluent_kafka.Message.partition
+_topic = confluent_kafka.Message.topic
 
 # Commit answers that leave the offsets pending for the next commit: the
 # group is rebalancing, the coordinator moves or is away, Kafka is slow.
@@ -166,8 +169,16 @@ class CommitRetries:
 class OffsetLedger:
     """Handed and committed offsets per (topic, partition).
 
+    The iteration hands a whole chunk of messages out through one list
+    iterator (:meth:`handing`), with no bookkeeping per message: what it
+    handed of the chunk is what that iterator has gone past, and is
+    reckoned only when asked (:meth:`pending`) or when the chunk is done.
+    Another thread takes the rest of the chunk back with
+    :meth:`take_back`, in one step the iterator cannot race: a revocation,
+    a pause or ``stop()`` does not wait for the reader to finish it.
+
     :param single_topic: the topic, when the consumer reads only one. The
-        iteration then files handed messages under the partition number
+        ledger then files handed messages under the partition number
         alone: asking each message its topic builds and hashes a new string,
         the largest per-message cost of the bookkeeping.
     """
@@ -175,9 +186,77 @@ class OffsetLedger:
     def __init__(self, single_topic: str | None = None):
         self.single_topic = single_topic
         #: The last message handed out, by partition (one topic) or by
-        #: (topic, partition). The reading loop writes it directly.
+        #: (topic, partition).
         self.handed: dict = {}
         self._committed: dict[Key, int] = {}
+        # The chunk being handed, its iterator, and how much of it is in
+        # ``handed`` already.
+        self._chunk: list = []
+        self._iterator: typing.Iterator | None = None
+        self._folded = 0
+        # Reentrant: stop() may run in a signal handler that interrupted
+        # the reading thread inside it.
+        self._lock = threading.RLock()
+
+    def handing(self, chunk: list) -> typing.Iterator:
+        """The iterator that hands ``chunk`` out; the last one is done."""
+        with self._lock:
+            self._settle_chunk()
+            iterator = iter(chunk)
+            self._chunk, self._iterator, self._folded = chunk, iterator, 0
+            return iterator
+
+    def done_handing(self, iterator: typing.Iterator) -> None:
+        """``iterator`` came to its end (or was taken back)."""
+        with self._lock:
+            if iterator is self._iterator:
+                self._settle_chunk()
+
+    def take_back(self) -> list:
+        """What the iterator has not handed yet, which it never will now."""
+        with self._lock:
+            if self._iterator is None:
+                return []
+            # One C call: the reading thread cannot take one more meanwhile.
+            rest = list(self._iterator)
+            self._fold(len(self._chunk) - len(rest))
+            self._chunk, self._iterator, self._folded = [], None, 0
+            return rest
+
+    def unhanded(self) -> int:
+        """Messages of the chunk the iterator has not handed yet."""
+        iterator = self._iterator
+        return 0 if iterator is None else \
+            operator.length_hint(iterator)
+
+    def _fold_chunk(self) -> None:
+        with self._lock:
+            if self._iterator is not None:
+                self._fold()
+
+    def _settle_chunk(self) -> None:
+        if self._iterator is not None:
+            self._fold()
+            self._chunk, self._iterator, self._folded = [], None, 0
+
+    def _fold(self, end: int | None = None) -> None:
+        """Note what the iterator has handed since the last fold."""
+        chunk = self._chunk
+        if end is None:
+            end = len(chunk) - operator.length_hint(self._iterator)
+        if end <= self._folded:
+            return
+        taken = chunk[self._folded:end]
+        self._folded = end
+        if self.single_topic is not None:
+            keys: list = list(map(_partition, taken))
+        else:
+            keys = list(zip(map(_topic, taken), map(_partition, taken)))
+        if keys.count(keys[0]) == len(keys):
+            # librdkafka hands messages in runs of one partition.
+            self.handed[keys[0]] = taken[-1]
+        else:
+            self.handed.update(zip(keys, taken))
 
     def hand(self, message) -> None:
         """Note ``message`` as given to the caller."""
@@ -194,6 +273,7 @@ class OffsetLedger:
         :param owned: partitions still assigned (None: all).
         :param only: restrict to these partitions (None: all).
         """
+        self._fold_chunk()
         single_topic = self.single_topic
         pending = {}
         # A copy first: the reading thread may add to it meanwhile.
@@ -266,6 +346,8 @@ class OffsetLedger:
 
     def forget(self, keys: typing.Iterable[Key]) -> None:
         """The partitions left the assignment, or were rewound."""
+        # What the chunk handed before now is forgotten too.
+        self._fold_chunk()
         single_topic = self.single_topic
         for key in keys:
             self.handed.pop(key[1] if single_topic is not None else key,
@@ -274,6 +356,7 @@ class OffsetLedger:
 
     def forget_handed(self, keys: typing.Iterable[Key]) -> None:
         """Nothing of these partitions counts as handed any more."""
+        self._fold_chunk()
         single_topic = self.single_topic
         for key in keys:
             self.handed.pop(key[1] if single_topic is not None else key,

@@ -96,6 +96,12 @@ class Outputs:
             else:
                 self.transient += 1
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing to wait for or to report: nothing published, or failed."""
+        return not (self.unfinished or self.transient or self._permanent or
+                    self.producers)
+
     def take_permanent(self) -> list[errors.FailedMessage]:
         """The permanent failures not taken yet; each is taken once."""
         with self._lock:

@@ -78,6 +78,7 @@ class Rebalancing:
     _needs_reader: typing.Callable[[set], bool]
     _on_abandon: typing.Callable[[], None] | None
     drop_buffered: typing.Callable[[set], dict]
+    interrupt: typing.Callable[[], None]
 
     def serve_revocations(self, release) -> None:
         """On the reading thread: let go of what rebalances take away.
@@ -92,6 +93,12 @@ class Rebalancing:
             release(revocation)
             revocation.done.set()
             self.handle.wake.set()
+
+    def _post(self, revocation: Revocation) -> None:
+        # The reading thread serves it before its next message.
+        with self.buffer_lock:
+            self.revocations.append(revocation)
+            self.interrupt()
 
     def _on_assign(self, consumer, partitions) -> None:
         self.rebalances += 1
@@ -114,8 +121,7 @@ class Rebalancing:
             self.drop_buffered(revocation.keys)
             self._abandon()
             self._release(revocation)
-            with self.buffer_lock:
-                self.revocations.append(revocation)
+            self._post(revocation)
             LOG.warning('Kafka consumer: released %s without a commit: '
                         'what was handed of them since the last one will '
                         'come again to their new owner', describe(partitions))
@@ -124,8 +130,7 @@ class Rebalancing:
                  describe(partitions))
         if self._reader_release is not None:
             # Inside the reading thread's own poll: it lets go at once.
-            with self.buffer_lock:
-                self.revocations.append(revocation)
+            self._post(revocation)
             self._revoking = True
             try:
                 self.serve_revocations(self._reader_release)
@@ -138,13 +143,11 @@ class Rebalancing:
             # The reading thread still forgets them at its next turn.
             self.drop_buffered(revocation.keys)
             self._release(revocation)
-            with self.buffer_lock:
-                self.revocations.append(revocation)
+            self._post(revocation)
             return
         self._revoking = True
         try:
-            with self.buffer_lock:
-                self.revocations.append(revocation)
+            self._post(revocation)
             deadline = time.monotonic() + self.revoke_timeout
             while not revocation.done.is_set():
                 self.handle.run_jobs()
@@ -176,8 +179,7 @@ class Rebalancing:
         revocation = Revocation(partitions)
         self._abandon()
         self._release(revocation)
-        with self.buffer_lock:
-            self.revocations.append(revocation)
+        self._post(revocation)
 
     def _abandon(self) -> None:
         if self._on_abandon is not None:

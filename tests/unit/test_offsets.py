@@ -12,6 +12,8 @@
 
 """The offset ledger and the publish barrier, without a broker."""
 
+import sys
+import threading
 import time
 import types
 
@@ -203,3 +205,105 @@ def test_a_newer_commit_a_lost_partition_or_kafka_having_it_drops_a_retry():
     committed = {('t', 2): 9}
     assert retries.take(10.0, {('t', 0), ('t', 2), ('t', 3)},
                         committed.get) == {('t', 3): 4}
+
+
+def _chunk(*spec):
+    """Real librdkafka messages: ``(topic, partition, offset)`` each."""
+    return [confluent_kafka.Message(topic=t, partition=p, offset=o)
+            for t, p, o in spec]
+
+
+@pytest.mark.parametrize('single', ['t', None])
+def test_a_chunk_counts_only_what_its_iterator_handed(single):
+    ledger = offsets.OffsetLedger(single)
+    chunk = _chunk(('t', 0, 10), ('t', 1, 20), ('t', 0, 11), ('t', 1, 21))
+    iterator = ledger.handing(chunk)
+    assert ledger.pending() == {}
+    assert ledger.unhanded() == 4
+    next(iterator)
+    assert ledger.pending() == {('t', 0): 11}
+    next(iterator)
+    next(iterator)
+    assert ledger.pending() == {('t', 0): 12, ('t', 1): 21}
+    assert ledger.unhanded() == 1
+    next(iterator)
+    ledger.done_handing(iterator)
+    assert ledger.pending() == {('t', 0): 12, ('t', 1): 22}
+    assert ledger.unhanded() == 0
+
+
+def test_what_is_taken_back_is_never_handed_nor_committed():
+    ledger = offsets.OffsetLedger('t')
+    chunk = _chunk(*[('t', 0, offset) for offset in range(5)])
+    iterator = ledger.handing(chunk)
+    assert [next(iterator).offset() for _ in range(2)] == [0, 1]
+    rest = ledger.take_back()
+    assert [m.offset() for m in rest] == [2, 3, 4]
+    # The reading loop finds its iterator at its end.
+    assert list(iterator) == []
+    ledger.done_handing(iterator)
+    assert ledger.pending() == {('t', 0): 2}
+    assert ledger.take_back() == []
+    # The rest comes again in the next chunk.
+    again = ledger.handing(rest)
+    next(again)
+    assert ledger.pending() == {('t', 0): 3}
+
+
+def test_two_topics_with_the_same_partition_number_in_one_chunk():
+    ledger = offsets.OffsetLedger(None)
+    iterator = ledger.handing(_chunk(('a', 0, 5), ('b', 0, 9), ('a', 0, 6)))
+    next(iterator)
+    next(iterator)
+    assert ledger.pending() == {('a', 0): 6, ('b', 0): 10}
+
+
+def test_a_forgotten_partition_is_not_brought_back_by_its_chunk():
+    ledger = offsets.OffsetLedger('t')
+    iterator = ledger.handing(_chunk(('t', 0, 1), ('t', 1, 1), ('t', 0, 2)))
+    next(iterator)
+    ledger.forget_handed([('t', 0)])
+    next(iterator)
+    assert ledger.pending() == {('t', 1): 2}
+    next(iterator)
+    assert ledger.pending() == {('t', 0): 3, ('t', 1): 2}
+
+
+def test_taking_back_from_another_thread_never_counts_one_not_handed():
+    # The reading thread hands as fast as it can while another takes the
+    # rest back, thread switches as often as Python allows: what the ledger
+    # says was handed is exactly what the reader got, never one more.
+    ledger = offsets.OffsetLedger('t')
+    size = 20000
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(20):
+            _hand_and_take_back(ledger, size)
+    finally:
+        sys.setswitchinterval(switch)
+
+
+def _hand_and_take_back(ledger, size):
+    chunk = _chunk(*[('t', 0, offset) for offset in range(size)])
+    iterator = ledger.handing(chunk)
+    got = []
+    started = threading.Event()
+
+    def read():
+        for message in iterator:
+            got.append(message)
+            if len(got) == 1:
+                started.set()
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert started.wait(10)
+    rest = ledger.take_back()
+    reader.join()
+    ledger.done_handing(iterator)
+    handed = len(got)
+    assert handed >= 1
+    assert handed + len(rest) == size
+    assert [m.offset() for m in got + rest] == list(range(size))
+    assert ledger.pending() == {('t', 0): handed}
+    ledger.forget([('t', 0)])
