@@ -25,18 +25,143 @@ job then runs at once, on the thread that asks, when the lock is free.
 
 from __future__ import annotations
 
+import _thread
 import collections
 import concurrent.futures
 import contextlib
+import logging
 import threading
 import time
 import typing
+
+LOG = logging.getLogger('monasca_common.confluent_kafka.member')
 
 # The reading thread may be away this long, busy with what it took,
 # before the member polls in its place: so long a rebalance may wait.
 READER_AWAY = 0.5
 
-Job = typing.Callable[[typing.Any, concurrent.futures.Future], None]
+_PENDING, _RUNNING, _CANCELLED, _FINISHED = range(4)
+
+
+class Answer:
+    """A job's answer: what ``concurrent.futures.Future`` gives, on bare locks.
+
+    Every commit waits for one (see :meth:`Handle.submit_answering`); a
+    Future's Condition made that hop cost more CPU than the rest of it.
+    Any number of threads may wait in :meth:`result`.
+    """
+
+    __slots__ = ('_done', '_guard', '_state', '_value', '_error',
+                 '_callbacks')
+
+    def __init__(self) -> None:
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        self._guard = _thread.allocate_lock()
+        self._state = _PENDING
+        self._value: typing.Any = None
+        self._error: BaseException | None = None
+        self._callbacks: list | None = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """False if it was cancelled: the job must not run then."""
+        with self._guard:
+            if self._state == _CANCELLED:
+                return False
+            self._state = _RUNNING
+            return True
+
+    def cancel(self) -> bool:
+        """Cancel it unless the job started; whether it is cancelled."""
+        return self._end(_CANCELLED, _PENDING)
+
+    def done(self) -> bool:
+        return self._state >= _CANCELLED
+
+    def set_result(self, value) -> None:
+        self._value = value
+        self._end(_FINISHED)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._end(_FINISHED)
+
+    def add_done_callback(self, callback: typing.Callable) -> None:
+        """``callback(answer)`` once it is done (now, if it is)."""
+        with self._guard:
+            if self._state < _CANCELLED:
+                self._callbacks = (self._callbacks or []) + [callback]
+                return
+        callback(self)
+
+    def result(self, timeout: float | None = None):
+        """The job's return, or its exception, within ``timeout`` seconds.
+
+        :raises concurrent.futures.TimeoutError: not done by then.
+        :raises concurrent.futures.CancelledError: cancelled.
+        """
+        if not self._done.acquire(True, -1 if timeout is None else timeout):
+            raise concurrent.futures.TimeoutError()
+        self._done.release()  # for the next waiter
+        if self._state == _CANCELLED:
+            raise concurrent.futures.CancelledError()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def _end(self, state: int, only_from: int | None = None) -> bool:
+        with self._guard:
+            if only_from is not None and self._state != only_from:
+                return self._state == _CANCELLED
+            if self._state >= _CANCELLED:
+                raise concurrent.futures.InvalidStateError(
+                    'answered already')
+            self._state = state
+            callbacks, self._callbacks = self._callbacks, None
+        self._done.release()
+        for callback in callbacks or ():
+            try:
+                callback(self)
+            except Exception:
+                LOG.exception('Kafka consumer: a job answer callback raised')
+        return True
+
+
+class Signal:
+    """``threading.Event`` for one waiting thread, on a bare lock."""
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        try:
+            self._lock.release()
+        except RuntimeError:  # set already
+            pass
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        if self._set:
+            return True
+        if self._lock.acquire(True, timeout):
+            try:
+                self._lock.release()  # it stays set until clear()
+            except RuntimeError:  # a set() meanwhile released it
+                pass
+            return True
+        return self._set
+
+    def clear(self) -> None:
+        self._set = False
+        self._lock.acquire(False)
+
+
+Job = typing.Callable[[typing.Any, Answer], None]
 
 
 class Handle:
@@ -53,7 +178,7 @@ class Handle:
         #: The member thread: it runs the jobs.
         self.member: threading.Thread | None = None
         #: Set when a job comes (or the member must look again).
-        self.wake = threading.Event()
+        self.wake = Signal()
         #: When a job last came, or messages (see member.py).
         self.active = 0.0
         #: When the reading thread last polled for itself.
@@ -82,13 +207,13 @@ class Handle:
     def jobs_waiting(self) -> bool:
         return bool(self._jobs)
 
-    def submit(self, job: typing.Callable) -> concurrent.futures.Future:
+    def submit(self, job: typing.Callable) -> Answer:
         """Run ``job(consumer)`` holding the lock; its result."""
         return self.submit_answering(
             lambda consumer, future: future.set_result(job(consumer)))
 
     def submit_answering(self, job: Job,
-                         may_block: bool = False) -> concurrent.futures.Future:
+                         may_block: bool = False) -> Answer:
         """Run ``job(consumer, future)``, which answers the future.
 
         ``may_block``: the job may wait on Kafka for long (a synchronous
@@ -97,7 +222,7 @@ class Handle:
         it chooses; unless the caller holds the lock already (a revoke
         callback inside its own poll).
         """
-        future: concurrent.futures.Future = concurrent.futures.Future()
+        future = Answer()
         current = threading.current_thread()
         if current is self.member or current is self.holder:
             self._run(job, future)
@@ -135,7 +260,7 @@ class Handle:
         for _ in range(count):
             self._run(*jobs.popleft())
 
-    def _run(self, job: Job, future: concurrent.futures.Future) -> None:
+    def _run(self, job: Job, future: Answer) -> None:
         if not future.set_running_or_notify_cancel():
             return
         try:

@@ -123,3 +123,58 @@ def test_the_reading_loop_learns_the_callback_is_due_without_the_clock():
     without = committing.CommitInterval(None, 0)
     without.watch(1e9)
     assert not without.due
+
+
+def test_an_answer_reaches_every_waiter_once_it_is_given():
+    answer = consumer_handle.Answer()
+    with pytest.raises(concurrent.futures.TimeoutError):
+        answer.result(0)
+    got = []
+    waiters = [threading.Thread(target=lambda: got.append(answer.result(10)))
+               for _ in range(3)]
+    for waiter in waiters:
+        waiter.start()
+    seen = []
+    answer.add_done_callback(lambda done: seen.append(done.result(0)))
+    assert answer.set_running_or_notify_cancel()
+    assert not answer.cancel()  # running: too late
+    answer.set_result(7)
+    for waiter in waiters:
+        waiter.join(10)
+    assert got == [7, 7, 7] and seen == [7] and answer.done()
+    answer.add_done_callback(lambda done: seen.append(done.result(0)))
+    assert seen == [7, 7]
+    with pytest.raises(concurrent.futures.InvalidStateError):
+        answer.set_result(8)
+
+
+def test_a_cancelled_answer_is_never_run_and_says_so():
+    answer = consumer_handle.Answer()
+    assert answer.cancel() and answer.cancel()
+    assert not answer.set_running_or_notify_cancel()
+    with pytest.raises(concurrent.futures.CancelledError):
+        answer.result(0)
+    failed = consumer_handle.Answer()
+    failed.set_running_or_notify_cancel()
+    failed.set_exception(ZeroDivisionError())
+    with pytest.raises(ZeroDivisionError):
+        failed.result(0)
+
+
+def test_the_member_s_wake_signal_stays_set_until_cleared():
+    signal = consumer_handle.Signal()
+    assert not signal.wait(0.001) and not signal.is_set()
+    signal.set()
+    signal.set()  # twice is once
+    assert signal.wait(0) and signal.wait(0) and signal.is_set()
+    signal.clear()
+    assert not signal.wait(0.001)
+    woke = []
+    waiter = threading.Thread(target=lambda: woke.append(signal.wait(10)))
+    waiter.start()
+    signal.set()
+    waiter.join(10)
+    assert woke == [True]
+    signal.clear()
+    signal.clear()
+    assert not signal.is_set()
