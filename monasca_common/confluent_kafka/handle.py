@@ -100,9 +100,12 @@ class Answer:
         :raises concurrent.futures.TimeoutError: not done by then.
         :raises concurrent.futures.CancelledError: cancelled.
         """
-        if not self._done.acquire(True, -1 if timeout is None else timeout):
-            raise concurrent.futures.TimeoutError()
-        self._done.release()  # for the next waiter
+        if self._state < _CANCELLED:
+            if self._done.acquire(True, -1 if timeout is None else timeout):
+                self._done.release()  # for the next waiter
+            elif self._state < _CANCELLED:
+                # Not when another waiter held the lock for a moment.
+                raise concurrent.futures.TimeoutError()
         if self._state == _CANCELLED:
             raise concurrent.futures.CancelledError()
         if self._error is not None:

@@ -144,6 +144,9 @@ def test_an_answer_reaches_every_waiter_once_it_is_given():
     assert got == [7, 7, 7] and seen == [7] and answer.done()
     answer.add_done_callback(lambda done: seen.append(done.result(0)))
     assert seen == [7, 7]
+    # Another waiter between taking the lock and giving it back.
+    with answer._done:
+        assert answer.result(0) == 7
     with pytest.raises(concurrent.futures.InvalidStateError):
         answer.set_result(8)
 
