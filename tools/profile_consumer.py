@@ -13,29 +13,28 @@
 """Where the consumer's CPU per message goes, against a raw loop.
 
 Reads the same filled topics (12 partitions on the mock cluster, or
-``-b``) in several shapes, twice each, and prints CPU µs per message:
+``-b``) in several shapes, interleaved, ``--runs`` times each, and prints
+CPU µs per message of the whole process, then split by thread: the
+reading thread, the member thread, librdkafka's threads:
 
 * ``raw``: confluent-kafka's consume loop, synchronous commit of the
   stored offsets every ``--commit-every`` messages;
 * ``threaded``: the same, but a second thread consumes into a deque that
   this one takes from (the member thread's shape, without the library);
 * ``ours``: ``KafkaConsumer`` iteration, ``commit()`` as often;
-* ``ours-nocommit``: the iteration alone;
-* ``positions``: a candidate, not the library: the reading thread
-  consumes, hands each chunk out through C iterators only (no Python per
-  message), and a commit covers librdkafka's stored offsets, put back for
-  the part of the chunk not yet handed out (exact without a per-message
-  ledger).
+* ``ours-nocommit``: the iteration alone.
 
 Then the CPU and wall time of one commit: raw (stored offsets, explicit
 offsets, explicit offsets from another thread) and the library's.
 
-    python tools/profile_consumer.py [--commit-every 1000] [-b host:port]
+    python tools/profile_consumer.py [--commit-every 1000] [--runs 3]
+                                     [-b host:port] [-n 300000]
 """
 
 import argparse
 import collections
-import itertools
+import glob
+import os
 import threading
 import time
 import uuid
@@ -44,6 +43,48 @@ import confluent_kafka
 
 from monasca_common.cli import bench
 from monasca_common.confluent_kafka import consumer as kafka_consumer
+
+
+class ThreadClock:
+    """CPU seconds of this process's threads since it started, by kind."""
+
+    _TICK = 1.0 / os.sysconf('SC_CLK_TCK')
+
+    def __init__(self) -> None:
+        self._start = self._read()
+
+    @staticmethod
+    def _read() -> dict:
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        reader = threading.main_thread().native_id
+        times = {}
+        for task in glob.glob('/proc/self/task/*'):
+            tid = int(os.path.basename(task))
+            try:
+                with open(task + '/comm') as f:
+                    comm = f.read().strip()
+                with open(task + '/stat') as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            if tid == reader:
+                kind = 'reader'
+            elif 'member' in names.get(tid, ''):
+                kind = 'member'
+            elif comm.startswith('rdk:'):
+                kind = 'librdkafka'
+            else:
+                kind = 'other'
+            times[tid] = (kind, int(fields[11]) + int(fields[12]))
+        return times
+
+    def stop(self) -> dict:
+        """Seconds per kind of thread since the clock started."""
+        split: dict = collections.Counter()
+        for tid, (kind, ticks) in self._read().items():
+            split[kind] += (ticks - self._start.get(tid, (kind, 0))[1]) * \
+                self._TICK
+        return split
 
 
 def raw_conf(servers):
@@ -57,17 +98,19 @@ def raw(servers, topics, n, every):
     consumer = confluent_kafka.Consumer(dict(
         raw_conf(servers), **{'group.id': uuid.uuid4().hex}))
     consumer.subscribe(topics)
-    got, start = 0, None
+    got, start, clock = 0, None, None
     while got < n:
         for message in consumer.consume(500, 0.1):
-            start = start or bench.now()
+            if start is None:
+                start, clock = bench.now(), ThreadClock()
             message.value()
             got += 1
             if every and got % every == 0:
                 consumer.commit(asynchronous=False)
     end = bench.now()
+    split = clock.stop()
     consumer.close()
-    return got, start, end
+    return got, start, end, split
 
 
 def threaded(servers, topics, n, every):
@@ -89,9 +132,9 @@ def threaded(servers, topics, n, every):
             with ready:
                 buffer.extend(good)
                 ready.notify_all()
-    thread = threading.Thread(target=member, daemon=True)
+    thread = threading.Thread(target=member, name='member', daemon=True)
     thread.start()
-    got, start, handed = 0, None, {}
+    got, start, clock, handed = 0, None, None, {}
     while got < n:
         if not buffer:
             with ready:
@@ -99,23 +142,26 @@ def threaded(servers, topics, n, every):
                     ready.wait(0.1)
         while buffer:
             message = buffer.popleft()
-            start = start or bench.now()
+            if start is None:
+                start, clock = bench.now(), ThreadClock()
             handed[message.partition()] = message
             message.value()
             got += 1
     end = bench.now()
+    split = clock.stop()
     done.append(True)
     thread.join()
     consumer.close()
-    return got, start, end
+    return got, start, end, split
 
 
 def ours(servers, topics, n, every):
     consumer = kafka_consumer.KafkaConsumer(servers, uuid.uuid4().hex,
                                             topics)
-    got, start = 0, None
+    got, start, clock = 0, None, None
     for message in consumer:
-        start = start or bench.now()
+        if start is None:
+            start, clock = bench.now(), ThreadClock()
         message.value()
         got += 1
         if every and got % every == 0:
@@ -123,48 +169,9 @@ def ours(servers, topics, n, every):
         if got >= n:
             break
     end = bench.now()
+    split = clock.stop()
     consumer.close()
-    return got, start, end
-
-
-def positions(servers, topics, n, every):
-    consumer = confluent_kafka.Consumer(dict(
-        raw_conf(servers), **{'group.id': uuid.uuid4().hex}))
-    consumer.subscribe(topics)
-    handing = [None]  # the chunk being handed out, reversed, None last
-
-    def chunks():
-        while True:
-            chunk = consumer.consume(500, 0.1)
-            if any(map(confluent_kafka.Message.error, chunk)):
-                chunk = [m for m in chunk if m.error() is None]
-            chunk.append(None)
-            chunk.reverse()
-            handing[:] = [chunk]
-            yield iter(chunk.pop, None)
-
-    def commit():
-        first = {}
-        for message in reversed(handing[0][1:] if handing[0] else ()):
-            first.setdefault((message.topic(), message.partition()),
-                             message.offset())
-        if first:
-            consumer.store_offsets(offsets=[
-                confluent_kafka.TopicPartition(t, p, o)
-                for (t, p), o in first.items()])
-        consumer.commit(asynchronous=False)
-    got, start = 0, None
-    for message in itertools.chain.from_iterable(chunks()):
-        start = start or bench.now()
-        message.value()
-        got += 1
-        if every and got % every == 0:
-            commit()
-        if got >= n:
-            break
-    end = bench.now()
-    consumer.close()
-    return got, start, end
+    return got, start, end, split
 
 
 def commit_cost(servers, topics, n, every):
@@ -226,6 +233,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--bootstrap-servers', '-b')
     parser.add_argument('--commit-every', type=int, default=1000)
+    parser.add_argument('--runs', type=int, default=3,
+                        help='rounds of the shapes, interleaved')
     parser.add_argument('--messages', '-n', type=int, default=300000,
                         help='on a broker: messages to fill and read')
     args = parser.parse_args()
@@ -240,17 +249,21 @@ def main():
     topics, n = runner.fill_topics(100)
     print('%d messages of 100 B in %d topics; commit every %d'
           % (n, len(topics), args.commit_every))
-    for name, shape, every in (
-            ('raw', raw, args.commit_every),
-            ('threaded', threaded, 0),
-            ('ours', ours, args.commit_every),
-            ('ours-nocommit', ours, 0),
-            ('positions', positions, args.commit_every)):
-        for _ in range(2):
-            got, start, end = shape(servers, topics, n, every)
-            print('%-14s CPU %.2f us/msg  %9.0f msgs/s' % (
+    print('%-14s %9s %9s   %s' % (
+        'shape', 'CPU µs', 'msgs/s',
+        'µs per message: reader / member / librdkafka threads'))
+    for _ in range(args.runs):
+        for name, shape, every in (
+                ('raw', raw, args.commit_every),
+                ('threaded', threaded, 0),
+                ('ours', ours, args.commit_every),
+                ('ours-nocommit', ours, 0)):
+            got, start, end, split = shape(servers, topics, n, every)
+            print('%-14s %9.3f %9.0f   %.3f / %.3f / %.3f' % (
                 name, (end[1] - start[1]) / got * 1e6,
-                got / (end[0] - start[0])), flush=True)
+                got / (end[0] - start[0]),
+                split['reader'] / got * 1e6, split['member'] / got * 1e6,
+                split['librdkafka'] / got * 1e6), flush=True)
     for shape, cpu, wall in commit_cost(servers, topics, n,
                                         args.commit_every):
         print('one commit, %-36s CPU %5.0f us  wall %5.0f us'
