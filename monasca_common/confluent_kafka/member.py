@@ -49,6 +49,7 @@ import typing
 import confluent_kafka
 
 from monasca_common.confluent_kafka import _client
+from monasca_common.confluent_kafka import buffering
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import flow
@@ -76,10 +77,9 @@ _READ_SLICE = 0.1
 # How often the member looks whether the reading thread still takes
 # messages.
 _WATCH_EVERY = 0.5
-_error = confluent_kafka.Message.error
 
 
-class GroupMember(rebalancing.Rebalancing):
+class GroupMember(buffering.Buffering, rebalancing.Rebalancing):
     """Owns a librdkafka consumer on a daemon thread.
 
     :param consumer: the librdkafka consumer, not yet subscribed; its
@@ -224,13 +224,6 @@ class GroupMember(rebalancing.Rebalancing):
     def resume(self, keys: set[Key]) -> None:
         self.flow.resume(keys)
 
-    def counts(self) -> dict[str, float]:
-        """The member's figures, for the consumer's metrics."""
-        buffered = self.waiting()
-        return {'consumed': self.fetched - self.dropped - buffered,
-                'buffered': buffered, 'rebalances': self.rebalances,
-                'assigned': len(self.assigned)}
-
     def on_statistics(self, document: dict) -> None:
         """librdkafka's statistics, inside ``poll`` (see flow.py)."""
         self.flow.on_statistics(document)
@@ -252,64 +245,6 @@ class GroupMember(rebalancing.Rebalancing):
             raise errors.ConsumerError(
                 'Kafka at %s refused the consumer: %s'
                 % (servers, kafka_config.scrub(refusal.str(), config)))
-
-    def drop_buffered(self, keys) -> dict[Key, int]:
-        """Remove buffered messages of ``keys``; their first offsets.
-
-        What the reading thread has not handed of its chunk counts as
-        buffered: it is taken back first.
-        """
-        first: dict[Key, int] = {}
-        with self.buffer_lock:
-            self._take_back()
-            if not self.buffer:
-                return first
-            kept = []
-            for message in self.buffer:
-                key = (message.topic(), message.partition())
-                if key in keys:
-                    first.setdefault(key, message.offset())
-                else:
-                    kept.append(message)
-            if first:
-                self.dropped += len(self.buffer) - len(kept)
-                self.buffer.clear()
-                self.buffer.extend(kept)
-        return first
-
-    # -- handing out (reading thread) ---------------------------------------
-
-    def take_chunk(self) -> typing.Iterator:
-        """Everything buffered, as one iterator the reading thread hands.
-
-        What an earlier one did not hand comes first.
-        """
-        with self.buffer_lock:
-            self._take_back()
-            chunk = list(self.buffer)
-            self.buffer.clear()
-            return self.ledger.handing(chunk)
-
-    def interrupt(self) -> None:
-        """Have the reading thread come back before its next message.
-
-        What it has not handed of its chunk goes back to the buffer: its
-        iterator ends there, and the reading loop looks at revocations,
-        ``stop()`` and the commit callback before going on. Safe from any
-        thread and from a signal handler.
-        """
-        with self.buffer_lock:
-            self._take_back()
-
-    def _take_back(self) -> None:
-        rest = self.ledger.take_back()
-        if rest:
-            rest.reverse()
-            self.buffer.extendleft(rest)
-
-    def waiting(self) -> int:
-        """Messages fetched that the reading thread has not been handed."""
-        return len(self.buffer) + self.ledger.unhanded()
 
     # -- the loop -----------------------------------------------------------
 
@@ -411,35 +346,6 @@ class GroupMember(rebalancing.Rebalancing):
         if self._store(messages, True):
             handle.active = time.monotonic()
         return 0
-
-    def _store(self, messages: list, measure: bool) -> int:
-        """Put what a poll got in the buffer; how many went there.
-
-        ``measure``: keep the mean size the buffer's bound in bytes is
-        reckoned by (the member's polls: the reading thread's own empty
-        the buffer before the next).
-        """
-        if any(map(_error, messages)):
-            for message in messages:
-                err = message.error()
-                if err is not None:
-                    self._on_message_error(err)
-            messages = [m for m in messages if m.error() is None]
-        if self._assignment_changed:
-            # A rebalance ran inside this poll: messages fetched before
-            # it for partitions now gone must not be handed.
-            self._assignment_changed = False
-            assigned = self.assigned
-            messages = [m for m in messages
-                        if (m.topic(), m.partition()) in assigned]
-        if not messages:
-            return 0
-        if measure:
-            self.flow.fetched(len(messages), sum(map(len, messages)))
-        with self.buffer_lock:
-            self.fetched += len(messages)
-            self.buffer.extend(messages)
-        return len(messages)
 
     def _watch_reader(self, now: float) -> None:
         """Leave the group when the reading thread stopped taking messages.
