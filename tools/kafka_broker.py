@@ -162,10 +162,28 @@ class _Jvm:
             self.process.kill()
             self.process.wait()
 
-    def pause(self) -> None:
-        """SIGSTOP: the broker stays connected but answers nothing."""
-        if self.running():
-            self.process.send_signal(signal.SIGSTOP)
+    def pause(self, timeout: float = 10.0) -> None:
+        """SIGSTOP: the broker stays connected but answers nothing.
+
+        Returns once every thread of the JVM has stopped: the signal is
+        delivered to them one by one, and a request sent meanwhile could
+        still be answered.
+        """
+        if not self.running():
+            return
+        self.process.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stopped():
+            time.sleep(0.01)
+
+    def _stopped(self) -> bool:
+        tasks = pathlib.Path('/proc/%d/task' % self.process.pid)
+        try:
+            states = [(task / 'stat').read_text().rsplit(')', 1)[1].split()[0]
+                      for task in tasks.iterdir()]
+        except (FileNotFoundError, ProcessLookupError):
+            return False  # a thread ended meanwhile: look again
+        return all(state in ('T', 't') for state in states)
 
     def unpause(self) -> None:
         if self.running():
