@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import typing
 import weakref
 
@@ -32,6 +31,7 @@ from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import logs
 from monasca_common.confluent_kafka import metrics
 from monasca_common.confluent_kafka import reporting
+from monasca_common.confluent_kafka import runtime
 
 LIBRDKAFKA_LOG = logs.LIBRDKAFKA_LOG
 
@@ -54,20 +54,6 @@ _INHERITED_HANDLES: list = []
 def abandon_inherited(handle) -> None:
     """Keep a parent process's client alive, untouched, in a child."""
     _INHERITED_HANDLES.append(handle)
-
-
-def close_within(close: typing.Callable[[], typing.Any],
-                 timeout: float) -> bool:
-    """Run ``close()`` on a thread of its own; whether it ended in time.
-
-    A close that waits longer (no broker to answer) goes on in the
-    background, on a daemon thread that does not hold up the exit.
-    """
-    closer = threading.Thread(target=close, name='kafka-client-close',
-                              daemon=True)
-    closer.start()
-    closer.join(max(0.0, timeout))
-    return not closer.is_alive()
 
 
 def create(client_class: type, config: dict):
@@ -160,6 +146,8 @@ class Client:
         self._config = config
         self._closed = False
         self._pid = os.getpid()
+        #: How this client waits on librdkafka (plain or green threads).
+        self._runtime = runtime.current()
 
     @property
     def _servers(self) -> str:

@@ -314,7 +314,8 @@ class Committer:
             unknown = [TopicPartition(*key) for key, off in known.items()
                        if off is None]
             if unknown:
-                for tp in consumer.committed(unknown, timeout=self._timeout):
+                for tp in member.handle.blocking_call(
+                        consumer.committed, unknown, timeout=self._timeout):
                     known[(tp.topic, tp.partition)] = tp.offset
             member.drop_buffered(set(pending))
             for (topic, partition), offset in known.items():

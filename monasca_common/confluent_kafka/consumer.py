@@ -171,6 +171,8 @@ class KafkaConsumer(_client.Client):
                                 is None else revoke_timeout)
         self._stop = False
         self._close_lock = threading.Lock()
+        if kafka_opts.exactly_once(exactly_once):
+            self._runtime.require_threads('exactly_once')
         self._start()
         if kafka_opts.exactly_once(exactly_once):
             self._committer.link = transaction_link.register_consumer(
@@ -204,7 +206,7 @@ class KafkaConsumer(_client.Client):
                 1024 * kafka_config.int_property(
                     self._config, 'queued.max.messages.kbytes', 65536),
                 self._watch_interval, self._released_without_reader,
-                self._ledger)
+                self._ledger, self._runtime)
         return self._member
 
     def _watch_interval(self, now: float) -> None:
@@ -485,7 +487,8 @@ class KafkaConsumer(_client.Client):
                         'itself')
                 left = self._member.close(timeout)
             else:
-                left = _client.close_within(self._consumer.close, timeout)
+                left = self._runtime.run_within(self._consumer.close,
+                                                timeout)
             if not left:
                 LOG.warning('Kafka consumer did not leave its group within '
                             '%.1f s; the broker will expire the member',

@@ -21,6 +21,12 @@ two polls (or inside a revoke callback while it waits).
 
 While the reading thread polls for itself, nobody polls back to back: a
 job then runs at once, on the thread that asks, when the lock is free.
+
+Every poll and every call that may wait goes through :meth:`Handle.poll`
+and :meth:`Handle.blocking_call`, which ask the runtime (runtime.py) how to
+wait: under green threads a synchronous commit runs on a real OS thread,
+except inside a poll (a revoke callback), where the gate of confluent-kafka
+2.16 holds the consumer for the polling thread and the call runs there.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import logging
 import threading
 import time
 import typing
+
+from monasca_common.confluent_kafka import runtime as client_runtime
 
 LOG = logging.getLogger('monasca_common.confluent_kafka.member')
 
@@ -171,10 +179,15 @@ class Handle:
     """The lock around a librdkafka consumer, and the member's jobs.
 
     :param consumer: the librdkafka consumer.
+    :param runtime: how to wait on it (the process's now, by default).
     """
 
-    def __init__(self, consumer) -> None:
+    def __init__(self, consumer,
+                 runtime: client_runtime.Runtime | None = None) -> None:
         self.consumer = consumer
+        self.runtime = runtime or client_runtime.current()
+        #: The lock holder is inside a poll: callbacks run now.
+        self.polling = False
         self.lock = threading.Lock()
         #: The thread holding the lock, if any.
         self.holder: threading.Thread | None = None
@@ -205,6 +218,25 @@ class Handle:
         finally:
             self.holder = None
             self.lock.release()
+
+    def poll(self, call: typing.Callable[[float], typing.Any],
+             timeout: float):
+        """``call(timeout)``, a poll or consume, holding the lock."""
+        self.polling = True
+        try:
+            return self.runtime.poll(call, timeout)
+        finally:
+            self.polling = False
+
+    def blocking_call(self, call: typing.Callable, *args, **kwargs):
+        """A call that waits on Kafka (a synchronous commit), holding the lock.
+
+        Inside a poll it runs on the polling thread: no other may enter
+        the consumer until the poll returns.
+        """
+        if self.polling:
+            return call(*args, **kwargs)
+        return self.runtime.call(call, *args, **kwargs)
 
     @property
     def jobs_waiting(self) -> bool:

@@ -48,7 +48,6 @@ import typing
 
 import confluent_kafka
 
-from monasca_common.confluent_kafka import _client
 from monasca_common.confluent_kafka import buffering
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
@@ -56,6 +55,7 @@ from monasca_common.confluent_kafka import flow
 from monasca_common.confluent_kafka import handle as consumer_handle
 from monasca_common.confluent_kafka import offsets as offset_ledger
 from monasca_common.confluent_kafka import rebalancing
+from monasca_common.confluent_kafka import runtime as client_runtime
 
 LOG = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ class GroupMember(buffering.Buffering, rebalancing.Rebalancing):
                  buffer_bytes: int = 64 * 1024 * 1024,
                  on_turn: typing.Callable[[float], None] | None = None,
                  on_abandon: typing.Callable[[], None] | None = None,
-                 ledger: offset_ledger.OffsetLedger | None = None):
+                 ledger: offset_ledger.OffsetLedger | None = None,
+                 runtime: client_runtime.Runtime | None = None):
         self.consumer = consumer
         self.topics = topics
         self.revoke_timeout = revoke_timeout
@@ -151,7 +152,7 @@ class GroupMember(buffering.Buffering, rebalancing.Rebalancing):
         #: so, then waits again.
         self.refusal: KafkaError | None = None
         #: Whoever calls the librdkafka consumer holds it.
-        self.handle = consumer_handle.Handle(consumer)
+        self.handle = consumer_handle.Handle(consumer, runtime)
         self.submit = self.handle.submit
         self.call = self.handle.call
         # What releases partitions for the reading thread while it polls
@@ -192,8 +193,8 @@ class GroupMember(buffering.Buffering, rebalancing.Rebalancing):
                 self._commits.append(future)
                 consumer.commit(offsets=offsets, asynchronous=True)
             else:
-                future.set_result(consumer.commit(offsets=offsets,
-                                                  asynchronous=False))
+                future.set_result(self.handle.blocking_call(
+                    consumer.commit, offsets=offsets, asynchronous=False))
         return self.handle.submit_answering(
             job, may_block=not asynchronous or self._revoking)
 
@@ -275,7 +276,7 @@ class GroupMember(buffering.Buffering, rebalancing.Rebalancing):
                 if holding and not self._closing:
                     self._reader_release = release
                     try:
-                        messages = self.consumer.consume(_CHUNK, max(
+                        messages = handle.poll(self._consume_chunk, max(
                             0.0, min(_READ_SLICE,
                                      deadline - time.monotonic())))
                     finally:
@@ -290,6 +291,12 @@ class GroupMember(buffering.Buffering, rebalancing.Rebalancing):
                     self.refusal is not None or
                     time.monotonic() >= deadline):
                 return
+
+    def _consume_chunk(self, timeout: float) -> list:
+        return self.consumer.consume(_CHUNK, timeout)
+
+    def _consume_rest(self, timeout: float) -> list:
+        return self.consumer.consume(_CHUNK - 1, timeout)
 
     def _run(self) -> None:
         handle = self.handle
@@ -332,14 +339,15 @@ class GroupMember(buffering.Buffering, rebalancing.Rebalancing):
         if full:
             return _POLL_WAIT_ACTIVE
         try:
-            first = self.consumer.poll(
+            first = handle.poll(
+                self.consumer.poll,
                 _POLL_WAIT_ACTIVE if self._commits or
                 time.monotonic() - handle.active < _ACTIVE_FOR
                 else _POLL_WAIT)
             if first is None:
                 return 0
             messages = [first]
-            messages.extend(self.consumer.consume(_CHUNK - 1, 0))
+            messages.extend(handle.poll(self._consume_rest, 0))
         except Exception:
             LOG.exception('Kafka consumer: unexpected error while fetching')
             return _POLL_WAIT
@@ -414,13 +422,31 @@ class GroupMember(buffering.Buffering, rebalancing.Rebalancing):
         self._thread.join(timeout)
         if self._thread.is_alive():
             return False
-        return _client.close_within(self._close_consumer,
-                                    deadline - time.monotonic())
+        runtime = self.handle.runtime
+        if not runtime.green:
+            return runtime.run_within(self._close_consumer,
+                                      deadline - time.monotonic())
+        # Green: the revoke callbacks must run on this thread, on the hub;
+        # the OS thread that then leaves the group runs no Python.
+        with self.handle.holding(True, max(
+                0.0, deadline - time.monotonic())) as holding:
+            if not holding:
+                return False
+            self._unsubscribe_within(deadline)
+            return runtime.run_within(self.consumer.close,
+                                      deadline - time.monotonic())
 
     def _close_consumer(self) -> None:
         # Not in the middle of the reading thread's poll.
         with self.handle.holding():
             self.consumer.close()
+
+    def _unsubscribe_within(self, deadline: float) -> None:
+        """Give up the assignment, serving its revocation here."""
+        self.consumer.unsubscribe()
+        while self.assigned and time.monotonic() < deadline:
+            self.handle.poll(self.consumer.poll, min(
+                0.05, max(0.0, deadline - time.monotonic())))
 
     @property
     def thread(self) -> threading.Thread:

@@ -12,7 +12,8 @@
 
 """The producer's report thread, and its broker probe during outages.
 
-One thread polls librdkafka, so delivery reports and their callbacks run
+One thread polls librdkafka (without waiting in it under green threads,
+see runtime.py), so delivery reports and their callbacks run
 promptly whether or not the application publishes again; it is the only
 thread that ever serves them, so the per-call bookkeeping needs no lock.
 After each poll it tells the send queue that room may have come, logs
@@ -36,6 +37,7 @@ import confluent_kafka
 from monasca_common.confluent_kafka import delivery
 from monasca_common.confluent_kafka import published
 from monasca_common.confluent_kafka import queueing
+from monasca_common.confluent_kafka import runtime as client_runtime
 
 LOG = logging.getLogger('monasca_common.confluent_kafka.producer')
 
@@ -55,8 +57,10 @@ class ReportPoller:
     """
 
     def __init__(self, owner, handle, ledger: delivery.DeliveryLedger,
-                 send_queue: queueing.SendQueue):
+                 send_queue: queueing.SendQueue,
+                 runtime: client_runtime.Runtime | None = None):
         self._handle = handle
+        self._runtime = runtime or client_runtime.current()
         self._ledger = ledger
         self._queue = send_queue
         self._stopping = threading.Event()
@@ -76,9 +80,10 @@ class ReportPoller:
         published.serving_reports()
         ledger = self._ledger
         errors_only = not ledger.successes_reported
+        poll, handle_poll = self._runtime.poll, self._handle.poll
         while not self._stopping.is_set():
             try:
-                served = self._handle.poll(POLL_INTERVAL)
+                served = poll(handle_poll, POLL_INTERVAL)
                 if owner_ref() is None:
                     return
                 if served:
@@ -106,7 +111,8 @@ class ReportPoller:
         ledger = self._ledger
         while ledger.down_since is not None and not self._stopping.is_set():
             try:
-                self._handle.list_topics(timeout=_PROBE_TIMEOUT)
+                self._runtime.call(self._handle.list_topics,
+                                   timeout=_PROBE_TIMEOUT)
             except confluent_kafka.KafkaException:
                 self._stopping.wait(_PROBE_TIMEOUT / 4)
                 continue

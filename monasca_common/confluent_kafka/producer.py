@@ -179,7 +179,7 @@ class KafkaProducer(_client.Client):
             in_flight=self._producer.__len__)
         self._queue = queueing.SendQueue(self._producer, self._max_messages)
         self._poller = poller.ReportPoller(self, self._producer, self._ledger,
-                                           self._queue)
+                                           self._queue, self._runtime)
         # Started once assigned: its first poll may report an error, whose
         # handling asks self._poller.
         self._poller.start()

@@ -58,6 +58,7 @@ from monasca_common.confluent_kafka import _client
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import encoding
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import runtime
 
 LOG = logging.getLogger(__name__)
 
@@ -208,6 +209,8 @@ class Processor:
         self._producer_config = kafka_config.merge(
             kafka_config.PRODUCER_DEFAULTS, bootstrap_servers,
             producer_overrides)
+        self._runtime = runtime.current()
+        self._runtime.require_threads('kafka.Processor')
         self._stop = False
         self._closed = False
         #: Batches committed and aborted, messages read and published.
@@ -421,7 +424,7 @@ class Processor:
             self._abort()
         except errors.KafkaClientError as exc:
             LOG.warning('Kafka processor: abort at close failed: %s', exc)
-        if not _client.close_within(self._consumer.close, timeout):
+        if not self._runtime.run_within(self._consumer.close, timeout):
             LOG.warning('Kafka processor did not leave its group within '
                         '%.1f s', timeout)
 

@@ -32,7 +32,6 @@ reports every broker down, instead of waiting out the bound.
 from __future__ import annotations
 
 import collections.abc
-import concurrent.futures
 import logging
 import threading
 import time
@@ -44,6 +43,7 @@ from confluent_kafka import admin as kafka_admin
 from monasca_common.confluent_kafka import _client
 from monasca_common.confluent_kafka import config as kafka_config
 from monasca_common.confluent_kafka import errors
+from monasca_common.confluent_kafka import runtime
 
 if typing.TYPE_CHECKING:
     from monasca_common.kafka import upgrade
@@ -125,6 +125,8 @@ class KafkaAdmin:
         self._config['error_cb'] = self._on_error
         self._client = _client.create(kafka_admin.AdminClient,
                                       self._config)
+        #: How the calls wait on librdkafka (plain or green threads).
+        self._runtime = runtime.current()
         # One question at a time: the waits read shared error reports.
         self._lock = threading.Lock()
 
@@ -184,7 +186,7 @@ class KafkaAdmin:
                 raise errors.KafkaTimeoutError(
                     'Kafka at %s did not answer in time (%s)'
                     % (self.bootstrap_servers, what))
-            done, pending = concurrent.futures.wait(
+            done, pending = self._runtime.wait_futures(
                 pending, min(remaining, _SLICE))
             if pending and self._unavailable(seen):
                 self._raise_unavailable(what)
@@ -210,7 +212,7 @@ class KafkaAdmin:
                 raise errors.KafkaTimeoutError(
                     'Kafka at %s: %s (%s)' % (self.bootstrap_servers,
                                               failure.str(), what))
-            time.sleep(_RETRY_PAUSE)
+            self._runtime.sleep(_RETRY_PAUSE)
 
     # -- topics -------------------------------------------------------------
 
@@ -252,7 +254,7 @@ class KafkaAdmin:
                     'Kafka at %s did not answer in time (%s)'
                     % (self.bootstrap_servers, what))
             try:
-                answer = ask(min(remaining, attempt))
+                answer = self._runtime.call(ask, min(remaining, attempt))
             except confluent_kafka.KafkaException as exc:
                 err = exc.args[0]
                 if not err.retriable() and err.code() not in _DOWN + (
@@ -516,7 +518,7 @@ class KafkaAdmin:
                         raise errors.KafkaTimeoutError(
                             'Kafka at %s did not answer in time (%s)'
                             % (self.bootstrap_servers, what))
-                    writer.poll(_SLICE)
+                    self._runtime.poll(writer.poll, _SLICE)
                     if self._all_down and self._down_reports > seen:
                         self._raise_unavailable(what)
             finally:
