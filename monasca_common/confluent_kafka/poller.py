@@ -44,6 +44,9 @@ LOG = logging.getLogger('monasca_common.confluent_kafka.producer')
 # How long one poll waits for an event; it returns as soon as one comes,
 # so this only bounds how quickly stop() takes effect.
 POLL_INTERVAL = 0.1
+# Green, a report waits at most this long to be served while messages are
+# in flight (see runtime.py).
+_GREEN_REPORT_PAUSE = 0.002
 # How long one metadata request of the broker probe may take.
 _PROBE_TIMEOUT = 1.0
 
@@ -64,6 +67,10 @@ class ReportPoller:
         self._ledger = ledger
         self._queue = send_queue
         self._stopping = threading.Event()
+        #: Green, the report thread sleeps on this while librdkafka has
+        #: nothing queued: a publish wakes it (:meth:`queued`).
+        self.idle = False
+        self._work = threading.Event()
         self._prober: threading.Thread | None = None
         self.thread = threading.Thread(
             target=self._serve, args=(weakref.ref(owner),),
@@ -81,9 +88,20 @@ class ReportPoller:
         ledger = self._ledger
         errors_only = not ledger.successes_reported
         poll, handle_poll = self._runtime.poll, self._handle.poll
+        green = self._runtime.green
+        pause = _GREEN_REPORT_PAUSE if green else None
         while not self._stopping.is_set():
             try:
-                served = poll(handle_poll, POLL_INTERVAL)
+                if green and not len(self._handle):
+                    # Nothing to report until a publish: polling without
+                    # waiting would wake the hub 200 times a second.
+                    self.idle = True
+                    self._work.wait(POLL_INTERVAL)
+                    self._work.clear()
+                    self.idle = False
+                    served = handle_poll(0)
+                else:
+                    served = poll(handle_poll, POLL_INTERVAL, pause)
                 if owner_ref() is None:
                     return
                 if served:
@@ -95,6 +113,11 @@ class ReportPoller:
                     ledger.wake()
             except Exception:
                 LOG.exception('Kafka producer poller: unexpected error')
+
+    def queued(self) -> None:
+        """Messages were queued: a green report thread waiting wakes."""
+        if self.idle:
+            self._work.set()
 
     def all_brokers_down(self) -> None:
         """librdkafka reports every broker down: probe until one answers."""
@@ -128,5 +151,6 @@ class ReportPoller:
         ``timeout``, plus the end of its last poll.
         """
         self._stopping.set()
+        self._work.set()
         self.thread.join(timeout + 2 * POLL_INTERVAL)
         return not self.thread.is_alive()

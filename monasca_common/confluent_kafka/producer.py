@@ -416,6 +416,8 @@ class KafkaProducer(_client.Client):
                        refused.queued, refused.not_queued),
                     not_queued=refused.not_queued) from None
             ledger.seal(result, len(payloads) - len(unqueued), len(unqueued))
+            if self._poller.idle:
+                self._poller.queued()
         finally:
             with self._calls_lock:
                 self._publishing -= 1
