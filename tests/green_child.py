@@ -25,6 +25,8 @@ saw: a library call blocking the hub shows there. Meanwhile, on SERVERS
 - the health check answers, healthy, and for a port nobody listens on;
 - a ``KafkaConsumer`` reads every message while other green threads
   commit from outside, and closes;
+- two members of a group take and commit message by message, the second
+  joining mid-stream (on Kafka, not the mock cluster);
 - a producer with no broker refuses a publish once ``unavailable_after``
   passed.
 
@@ -48,6 +50,7 @@ elif KIND == 'gevent':
 else:
     raise SystemExit('eventlet or gevent, not %r' % KIND)
 
+import collections  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -117,6 +120,53 @@ def create_topic(servers, topic):
         raise SystemExit('topic %s not created in 30 s' % topic)
     for future in done:
         future.result()
+
+
+def two_members(report, servers, topic, total):
+    """Two members of a group, the second joining mid-stream.
+
+    As the notification engine does: take a message, commit it, next.
+    The first member's revoke (a commit inside librdkafka's poll) and
+    both members' close (leaving the group) run among the green threads.
+    """
+    group = 'green-two-' + uuid.uuid4().hex[:10]
+    members = [kafka.KafkaConsumer(servers, group, topic) for _ in range(2)]
+    taken = collections.Counter()
+    per_member = [0, 0]
+
+    def member(n):
+        consumer = members[n]
+        for message in consumer:
+            taken[message.value().decode()] += 1
+            per_member[n] += 1
+            consumer.commit()
+            # Slow until the group rebalanced for the second member (its
+            # heartbeats tell the first within 3 s): both take a share.
+            sleep(0.005 if not per_member[1] and
+                  time.monotonic() < slow_until else 0)
+            if len(taken) >= total:
+                for each in members:
+                    each.stop()
+    slow_until = time.monotonic() + 30
+    first = spawn(member, 0)
+    deadline = time.monotonic() + 120
+    while len(taken) < 200 and time.monotonic() < deadline:
+        sleep(0.01)
+    second = spawn(member, 1)
+    while len(taken) < total and time.monotonic() < deadline:
+        sleep(0.05)
+    for each in members:
+        each.stop()
+    for thread in (first, second):
+        thread.wait() if KIND == 'eventlet' else thread.join()
+    for each in members:
+        each.close()
+    report['two_members_taken'] = len(taken)
+    report['two_members_repeated'] = sum(n - 1 for n in taken.values())
+    report['two_members_split'] = per_member
+    with kafka.KafkaAdmin(servers) as admin_client:
+        report['two_members_lag'] = sum(
+            row.lag for row in admin_client.group_lag(group, topic))
 
 
 def main(servers, unreachable):
@@ -201,6 +251,11 @@ def main(servers, unreachable):
     with kafka.KafkaAdmin(servers) as admin_client:
         report['lag'] = sum(row.lag for row in
                             admin_client.group_lag(group, topic))
+
+    if holder is None:
+        # The mock cluster takes 3 s a join: on Kafka only.
+        ticker.enter('two members')
+        two_members(report, servers, topic, total)
 
     ticker.enter('publish without Kafka')
     down = kafka.KafkaProducer(unreachable, unavailable_after=1)

@@ -40,6 +40,7 @@ import uuid
 import confluent_kafka
 import pytest
 
+from tests import green_runs
 from tests import waiting
 from tools import kafka_broker
 
@@ -352,3 +353,12 @@ def test_green_workers_publish_and_ride_out_an_outage(
         server.stop()
     log = server.log()
     assert 'Assertion' not in log and 'Traceback' not in log, log[-3000:]
+
+
+@pytest.mark.compat
+@pytest.mark.parametrize('kind', ['eventlet', 'gevent'])
+def test_every_client_in_a_patched_process_on_kafka(
+        kind, bootstrap_servers, unreachable_servers):
+    """green_child on the real broker: see tests/green_child.py."""
+    green_runs.check(green_runs.run(kind, bootstrap_servers,
+                                    unreachable_servers))

@@ -18,10 +18,6 @@ eventlet and gevent patched, on librdkafka's mock cluster.
 """
 
 import concurrent.futures
-import json
-import pathlib
-import subprocess
-import sys
 import threading
 import time
 
@@ -29,8 +25,8 @@ import pytest
 
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import runtime
+from tests import green_runs
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 GREEN = [runtime.EVENTLET, runtime.GEVENT]
 
 
@@ -135,25 +131,5 @@ def test_transactions_refuse_green_threads(kind):
 
 @pytest.mark.parametrize('kind', GREEN)
 def test_every_client_in_a_patched_process(kind, unreachable_servers):
-    """Producers, admin, health check and consumer, patched, on a mock."""
-    pytest.importorskip(kind)
-    child = subprocess.run(
-        [sys.executable, '-m', 'tests.green_child', kind, 'mock',
-         unreachable_servers], cwd=ROOT, capture_output=True, text=True,
-        timeout=300)
-    assert child.returncode == 0, child.stderr[-3000:]
-    report = json.loads(child.stdout.strip().splitlines()[-1])
-    print(report)
-    assert report['runtime'] == kind
-    total = report['total']
-    assert report['producer_delivered'] == total - 100
-    assert report['factory_left'] == 0
-    assert report['watermarks'] == total
-    assert report['healthy'] is True
-    assert report['unreachable_healthy'] is False
-    assert report['consumed'] == total and report['lag'] == 0
-    assert report['refused_with'] == 'PublishUnavailableError'
-    # Unpatched, the producer's report thread never let the hub run
-    # again; a blocking metadata call held it for a second.
-    assert report['longest_stall_s'] < 0.25, report
-    assert 'Assertion' not in child.stderr
+    """Producers, admin, health check and consumers, patched, on a mock."""
+    green_runs.check(green_runs.run(kind, 'mock', unreachable_servers))
