@@ -12,6 +12,7 @@
 
 """Runs ``green_child`` in a patched process and checks what it counted."""
 
+import importlib.util
 import json
 import pathlib
 import subprocess
@@ -22,9 +23,18 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def skip_unless_installed(kind):
+    """Skip unless ``kind`` is installed.
+
+    Never imported here: eventlet would warn at every fork of this process.
+    """
+    if importlib.util.find_spec(kind) is None:
+        pytest.skip('%s is not installed' % kind)
+
+
 def run(kind, servers, unreachable):
     """The child's report, on ``servers`` (``mock``: a mock cluster)."""
-    pytest.importorskip(kind)
+    skip_unless_installed(kind)
     child = subprocess.run(
         [sys.executable, '-m', 'tests.green_child', kind, servers,
          unreachable], cwd=ROOT, capture_output=True, text=True,

@@ -451,7 +451,9 @@ class KafkaAdmin:
                 lambda timeout: reader.committed(partitions, timeout=timeout),
                 what, deadline, lambda: reader.poll(0))
         finally:
-            reader.close()
+            # Leaving may wait on the coordinator (confluent-kafka 2.8:
+            # half a second): not on a green hub.
+            self._runtime.call(reader.close)
         failed = [tp for tp in answer if tp.error is not None]
         if failed:
             raise errors.KafkaClientError('%s: %s[%d]: %s' % (
@@ -522,7 +524,7 @@ class KafkaAdmin:
                     if self._all_down and self._down_reports > seen:
                         self._raise_unavailable(what)
             finally:
-                writer.close()
+                self._runtime.call(writer.close)
         err, partitions = answers[0]
         failed = [(tp.topic, tp.partition, tp.offset, tp.error)
                   for tp in partitions or () if tp.error is not None]

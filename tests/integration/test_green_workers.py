@@ -291,7 +291,7 @@ def sync_figures(kafka, tmp_path_factory):
 def test_green_workers_publish_and_ride_out_an_outage(
         worker_class, sync_figures, controllable_kafka, make_topic,
         tmp_path):
-    pytest.importorskip(worker_class)
+    green_runs.skip_unless_installed(worker_class)
     servers = controllable_kafka.bootstrap_servers
     topic = make_topic(partitions=2)
     server, load = load_phase(worker_class, servers, topic, tmp_path)
