@@ -30,6 +30,7 @@ import typing
 
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import opts
+from monasca_common.confluent_kafka import versions
 
 LOG = logging.getLogger(__name__)
 
@@ -177,8 +178,17 @@ def choose_group_protocol(asked: str,
     refused. When the brokers cannot be asked, ``auto`` is ``classic``,
     which every broker speaks.
 
-    :raises ConfigurationError: ``consumer`` asked, not offered.
+    :raises ConfigurationError: ``consumer`` asked, not offered, or the
+        installed confluent-kafka is older than the protocol.
     """
+    feature = 'group.protocol=consumer'
+    if not versions.offers(feature):
+        if asked != 'auto':
+            versions.require(feature)
+        LOG.info('Kafka consumer: group protocol classic (confluent-kafka '
+                 '%s has no production-ready consumer protocol)',
+                 versions.INSTALLED)
+        return 'classic'
     found = offered() if offered is not None else None
     if asked == 'auto':
         chosen = 'consumer' if found and 'consumer' in found else 'classic'

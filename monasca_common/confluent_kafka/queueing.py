@@ -27,6 +27,8 @@ import typing
 
 import confluent_kafka
 
+from monasca_common.confluent_kafka import versions
+
 LOG = logging.getLogger('monasca_common.confluent_kafka.producer')
 
 # Longest wait for room in a full queue between two attempts.
@@ -83,7 +85,7 @@ class SendQueue:
         :raises Refused: librdkafka refused a message for good.
         """
         count = len(payloads)
-        if count == 1:
+        if count == 1 or not versions.PRODUCE_BATCH:
             return self._put_each(topic, payloads, key, report, deadline, 0)
         produce_batch = self._handle.produce_batch
         position = 0

@@ -20,6 +20,7 @@ import sys
 from oslo_config import cfg
 import pytest
 
+from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import opts
 from monasca_common import kafka
 from monasca_common.kafka import admin
@@ -135,12 +136,44 @@ def test_sample_config_lists_every_option():
     ('consumer', None, 'consumer'),
 ])
 def test_the_group_protocol_is_chosen_from_what_brokers_offer(
-        asked, offered, chosen):
+        asked, offered, chosen, newest_client):
     from monasca_common.confluent_kafka import config
     assert config.choose_group_protocol(asked, lambda: offered) == chosen
 
 
-def test_a_group_protocol_the_brokers_do_not_offer_is_refused():
+@pytest.fixture
+def newest_client(monkeypatch):
+    """A confluent-kafka that has the consumer group protocol."""
+    from monasca_common.confluent_kafka import versions
+    monkeypatch.setattr(versions, 'VERSION', (2, 16, 0))
+
+
+@pytest.fixture
+def client_2_8(monkeypatch):
+    """confluent-kafka 2.8.0, as OpenStack 2025.1 pins it."""
+    from monasca_common.confluent_kafka import versions
+    monkeypatch.setattr(versions, 'VERSION', (2, 8, 0))
+    monkeypatch.setattr(versions, 'INSTALLED', '2.8.0')
+
+
+def test_an_older_client_refuses_the_consumer_group_protocol(client_2_8):
+    from monasca_common.confluent_kafka import config
+    asked = []
+    with pytest.raises(errors.ConfigurationError,
+                       match=r'group.protocol=consumer needs confluent-kafka '
+                             r'2\.12\.0 or later; 2\.8\.0 is installed'):
+        config.choose_group_protocol('consumer', lambda: asked.append(1))
+    # auto is classic there, without asking the brokers.
+    assert config.choose_group_protocol(
+        'auto', lambda: asked.append(1) or {'consumer'}) == 'classic'
+    assert not asked
+    with pytest.raises(errors.ConfigurationError, match='2.12.0'):
+        kafka.KafkaConsumer('127.0.0.1:9092', 'g', 't',
+                            **{'group.protocol': 'consumer'})
+
+
+def test_a_group_protocol_the_brokers_do_not_offer_is_refused(
+        newest_client):
     from monasca_common.confluent_kafka import config
     with pytest.raises(kafka.ConfigurationError,
                        match='offer only classic .* would read nothing'):

@@ -23,6 +23,7 @@ import pytest
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import offsets
 from monasca_common.confluent_kafka import published
+from monasca_common.confluent_kafka import versions
 from monasca_common.kafka import legacy_kafka_message
 
 
@@ -209,8 +210,12 @@ def test_a_newer_commit_a_lost_partition_or_kafka_having_it_drops_a_retry():
 
 def _chunk(*spec):
     """Real librdkafka messages: ``(topic, partition, offset)`` each."""
-    return [confluent_kafka.Message(topic=t, partition=p, offset=o)
-            for t, p, o in spec]
+    try:
+        return [confluent_kafka.Message(topic=t, partition=p, offset=o)
+                for t, p, o in spec]
+    except TypeError:
+        pytest.skip('confluent-kafka %s cannot build a Message outside '
+                    'librdkafka' % versions.INSTALLED)
 
 
 @pytest.mark.parametrize('single', ['t', None])
