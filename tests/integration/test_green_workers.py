@@ -23,6 +23,9 @@ answers at once (queued, then 503 once no broker was reachable for
 when Kafka is back every envelope answered 204 reaches it, once, and none
 answered 503 does.
 
+Also here: ``green_child`` on the real broker, and a green consumer's
+commit and close while the broker answers nothing.
+
 ``pytest -m integration -s -k green_workers`` prints the figures.
 """
 
@@ -362,3 +365,42 @@ def test_every_client_in_a_patched_process_on_kafka(
     """green_child on the real broker: see tests/green_child.py."""
     green_runs.check(green_runs.run(kind, bootstrap_servers,
                                     unreachable_servers))
+
+
+@pytest.mark.parametrize('kind', ['eventlet', 'gevent'])
+def test_a_commit_to_a_silent_kafka_keeps_its_bound_and_the_hub(
+        kind, controllable_kafka, make_topic):
+    """SIGSTOPped broker: commit() and close() bounded, the hub runs."""
+    green_runs.skip_unless_installed(kind)
+    topic = make_topic()
+    servers = controllable_kafka.bootstrap_servers
+    producer = confluent_kafka.Producer({'bootstrap.servers': servers})
+    for i in range(100):
+        producer.produce(topic, b'%d' % i)
+    assert producer.flush(30) == 0
+    child = subprocess.Popen(
+        [sys.executable, '-m', 'tests.green_silent_kafka_child', kind,
+         servers, topic], cwd=ROOT, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == 'READY', (
+            child.stderr.read()[-3000:] if child.poll() is not None else '')
+        for node in controllable_kafka.nodes:
+            node.pause()
+        child.stdin.write('go\n')
+        child.stdin.flush()
+        out, err = child.communicate(timeout=60)
+    finally:
+        for node in controllable_kafka.nodes:
+            node.unpause()
+        if child.poll() is None:
+            child.kill()
+    report = json.loads(out.strip().splitlines()[-1])
+    print(report)
+    assert report['taken'] == 100
+    # commit_timeout is 2 s; the offsets stay pending (nothing committed).
+    assert report.get('committed') == 0 or 'commit_error' in report, report
+    assert report['commit_s'] < 4, report
+    assert report['close_s'] < 4, report
+    assert report['longest_stall_s'] < 0.25, report
+    assert 'Assertion' not in err
