@@ -142,7 +142,9 @@ class KafkaAdmin:
 
     def close(self) -> None:
         """Release the client; librdkafka's threads end with it."""
+        holder = [self._client]
         self._client = None
+        self._runtime.drop(holder, self.timeout)
 
     def __enter__(self) -> 'KafkaAdmin':
         return self

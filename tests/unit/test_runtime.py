@@ -17,7 +17,9 @@ sleeps work there too); ``green_child`` runs every client in processes
 eventlet and gevent patched, on librdkafka's mock cluster.
 """
 
+import _thread
 import concurrent.futures
+import gc
 import threading
 import time
 
@@ -26,6 +28,7 @@ import pytest
 from monasca_common.confluent_kafka import errors
 from monasca_common.confluent_kafka import runtime
 from tests import green_runs
+from tests import waiting
 
 GREEN = [runtime.EVENTLET, runtime.GEVENT]
 
@@ -90,6 +93,57 @@ def test_run_within_says_whether_the_call_ended(kind):
     assert rt.run_within(lambda: None, 5)
     assert not rt.run_within(lambda: release.wait(10), 0.05)
     release.set()
+
+
+class _Handle:
+    """Says on which OS thread it was destroyed, after a slow destruction."""
+
+    def __init__(self, destroyed, seconds=0.0):
+        self._destroyed, self._seconds = destroyed, seconds
+
+    def __del__(self):
+        time.sleep(self._seconds)  # unpatched here: the OS thread waits
+        self._destroyed.append(_thread.get_ident())
+
+
+@pytest.mark.parametrize('kind', GREEN + [runtime.THREADS])
+def test_a_dropped_handle_is_destroyed_off_the_hub(kind):
+    rt = green(kind) if kind != runtime.THREADS else runtime.current()
+    destroyed = []
+    holder = [_Handle(destroyed)]
+    assert rt.drop(holder, 5)
+    assert holder == [] and len(destroyed) == 1
+    assert (destroyed[0] != _thread.get_ident()) == rt.green
+    # A destruction longer than the bound ends in the background.
+    if rt.green:
+        assert not rt.drop([_Handle(destroyed, 0.3)], 0.01)
+        waiting.until(lambda: len(destroyed) == 2, 5,
+                      'the slow destruction to end')
+
+
+@pytest.mark.parametrize('kind', GREEN + [runtime.THREADS])
+def test_a_failed_call_leaves_its_handle_to_no_cycle(kind):
+    """The handle goes with the exception, not at a garbage collection.
+
+    A collection runs wherever it comes: a handle destroyed there (a
+    second for an admin client with confluent-kafka 2.8) stops the hub.
+    """
+    rt = green(kind) if kind != runtime.THREADS else runtime.current()
+    destroyed = []
+
+    def ask(handle):
+        raise ValueError('no broker')
+    gc.disable()
+    try:
+        try:
+            rt.call(ask, _Handle(destroyed))
+        except ValueError:
+            pass
+        assert len(destroyed) == 1
+        rt.run_within(lambda handle=_Handle(destroyed): ask(handle), 5)
+        assert len(destroyed) == 2
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize('kind', GREEN + [runtime.THREADS])
