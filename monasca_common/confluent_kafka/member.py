@@ -419,10 +419,9 @@ class GroupMember(buffering.Buffering, rebalancing.Rebalancing):
         self._closing = True
         self.handle.wake.set()
         deadline = time.monotonic() + timeout
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            return False
         runtime = self.handle.runtime
+        if not runtime.join(self._thread, timeout):
+            return False
         if not runtime.green:
             return runtime.run_within(self._close_consumer,
                                       deadline - time.monotonic())

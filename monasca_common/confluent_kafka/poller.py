@@ -152,5 +152,4 @@ class ReportPoller:
         """
         self._stopping.set()
         self._work.set()
-        self.thread.join(timeout + 2 * POLL_INTERVAL)
-        return not self.thread.is_alive()
+        return self._runtime.join(self.thread, timeout + 2 * POLL_INTERVAL)

@@ -95,6 +95,20 @@ def test_run_within_says_whether_the_call_ended(kind):
     release.set()
 
 
+@pytest.mark.parametrize('kind', GREEN + [runtime.THREADS])
+def test_join_says_whether_the_thread_ended_and_never_raises(kind):
+    rt = green(kind) if kind != runtime.THREADS else runtime.current()
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, args=(10,))
+    thread.start()
+    started = time.monotonic()
+    assert not rt.join(thread, 0.05)
+    assert time.monotonic() - started >= 0.05
+    release.set()
+    assert rt.join(thread, 5)
+    assert rt.join(thread, -1)
+
+
 class _Handle:
     """Says on which OS thread it was destroyed, after a slow destruction."""
 
