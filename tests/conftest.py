@@ -64,6 +64,9 @@ def pytest_configure(config):
                    '(--kafka-version 3.9.1 -m compat)')
     config.addinivalue_line(
         'markers', 'upgrade: the old client, ZooKeeper and the migration')
+    config.addinivalue_line(
+        'markers', 'core: the core integration set, run again on each '
+                   "OpenStack release's pins (tox -e release-*)")
 
 
 def _start_cluster(version):

@@ -32,6 +32,17 @@ def skip_unless_installed(kind):
         pytest.skip('%s is not installed' % kind)
 
 
+def skip_unless_gunicorn_serves(worker_class):
+    """Skip unless gunicorn and ``worker_class`` are installed.
+
+    gunicorn 26 has no eventlet worker class any more.
+    """
+    skip_unless_installed(worker_class)
+    module = {'eventlet': 'geventlet', 'gevent': 'ggevent'}[worker_class]
+    if importlib.util.find_spec('gunicorn.workers.' + module) is None:
+        pytest.skip('this gunicorn has no %s worker' % worker_class)
+
+
 def run(kind, servers, unreachable):
     """The child's report, on ``servers`` (``mock``: a mock cluster)."""
     skip_unless_installed(kind)

@@ -135,6 +135,7 @@ def test_sigkill_right_after_commit_loses_no_outcome(bootstrap_servers,
     assert duplicated <= partitions * kills
 
 
+@pytest.mark.core
 def test_failed_outcome_means_no_commit_and_the_input_again(
         bootstrap_servers, make_topic, group_id):
     in_topic, out_topic = make_topic(), make_topic()
@@ -244,6 +245,7 @@ def test_an_unrelated_producer_failing_does_not_hold_up_commits(
                                      [0]) == {0: total}
 
 
+@pytest.mark.core
 def test_commit_waits_for_the_outcome(bootstrap_servers, make_topic,
                                       group_id):
     in_topic, out_topic = make_topic(), make_topic()
@@ -303,6 +305,7 @@ def test_offsets_of_a_commit_answered_in_a_rebalance_stay_pending(
                                      [0]) == {0: 2}
 
 
+@pytest.mark.core
 def test_commit_from_another_thread_while_iterating(bootstrap_servers,
                                                     topic, group_id):
     consumer = kafka.KafkaConsumer(bootstrap_servers, group_id, topic,
@@ -426,6 +429,7 @@ def test_six_engines_a_sleeper_and_six_joiners(bootstrap_servers,
     assert duplicated == 0
 
 
+@pytest.mark.core
 def test_a_script_that_publishes_and_ends_delivers_everything(
         bootstrap_servers, topic, tmp_path):
     ends = {

@@ -23,6 +23,7 @@ import time
 
 import pytest
 
+from monasca_common.confluent_kafka import versions
 from monasca_common import kafka
 from tests import waiting
 
@@ -41,6 +42,7 @@ def new_consumer(servers, group, topic, **kw):
     return kafka.KafkaConsumer(servers, group, topic, **kw)
 
 
+@pytest.mark.core
 def test_restart_resumes_right_after_last_commit(bootstrap_servers, topic,
                                                  group_id):
     produce(bootstrap_servers, topic, ['m%d' % i for i in range(10)])
@@ -62,6 +64,7 @@ def test_restart_resumes_right_after_last_commit(bootstrap_servers, topic,
         second.close()
 
 
+@pytest.mark.core
 def test_two_topics_commit_each_partition_of_each(bootstrap_servers,
                                                   make_topic, group_id):
     topics = [make_topic(partitions=2), make_topic(partitions=2)]
@@ -221,6 +224,7 @@ def test_commit_callback_falls_due_between_two_messages(
     assert max(left_at_fire) > 0, 'due only when the fetched ran out'
 
 
+@pytest.mark.core
 def test_rebalance_loses_and_duplicates_nothing(bootstrap_servers,
                                                 make_topic, group_id):
     topic = make_topic(partitions=6)
@@ -284,6 +288,7 @@ def test_rebalance_loses_and_duplicates_nothing(bootstrap_servers,
     assert not dupes, 'duplicates: %d' % len(dupes)
 
 
+@pytest.mark.core
 def test_sigkilled_consumer_successor_redelivers_only_uncommitted(
         bootstrap_servers, make_topic, group_id, tmp_path):
     topic = make_topic(partitions=2)
@@ -423,6 +428,7 @@ def test_consume_batch_commit_callback_covers_only_what_caller_has(
     assert all(offset <= had for offset, had in commits), commits
 
 
+@pytest.mark.core
 def test_auto_group_protocol_takes_what_every_broker_offers(
         bootstrap_servers, make_topic, group_id):
     """``group.protocol=auto``: KIP-848 where offered, classic elsewhere.
@@ -438,26 +444,43 @@ def test_auto_group_protocol_takes_what_every_broker_offers(
     produce(bootstrap_servers, topic, ['m%d' % i for i in range(20)])
     consumer = new_consumer(bootstrap_servers, group_id, topic,
                             **{'group.protocol': 'auto'})
+    # KIP-848 needs the brokers' offer and confluent-kafka 2.12.
+    takes_it = 'consumer' in offered and versions.offers(
+        'group.protocol=consumer')
     try:
         assert consumer._config['group.protocol'] == (
-            'consumer' if 'consumer' in offered else 'classic')
+            'consumer' if takes_it else 'classic')
         assert sorted(m.value() for m in waiting.take(consumer, 20)) == \
             sorted(b'm%d' % i for i in range(20))
         consumer.commit()
     finally:
         consumer.close()
-    if 'consumer' not in offered:
+    if not versions.offers('group.protocol=consumer'):
+        with pytest.raises(kafka.ConfigurationError,
+                           match='needs confluent-kafka 2.12.0'):
+            kafka.KafkaConsumer(bootstrap_servers, group_id, topic,
+                                **{'group.protocol': 'consumer'})
+    elif 'consumer' not in offered:
         with pytest.raises(kafka.ConfigurationError, match='read nothing'):
             kafka.KafkaConsumer(bootstrap_servers, group_id, topic,
                                 **{'group.protocol': 'consumer'})
 
 
+@pytest.mark.core
 def test_next_generation_group_protocol(bootstrap_servers, make_topic,
                                         group_id, broker_version):
     """group.protocol=consumer (KIP-848) on Kafka 4.
 
     Two members share the topic, nothing lost or read twice, commits exact.
+    Before confluent-kafka 2.12 such a member is refused, naming why.
     """
+    if not versions.offers('group.protocol=consumer'):
+        with pytest.raises(kafka.ConfigurationError,
+                           match='group.protocol=consumer needs '
+                                 'confluent-kafka 2.12.0 or later'):
+            kafka.KafkaConsumer(bootstrap_servers, group_id, make_topic(),
+                                **{'group.protocol': 'consumer'})
+        return
     if broker_version is not None and broker_version < (4, 0):
         pytest.skip('KIP-848 needs Kafka 4.0; on %d.%d such a member reads '
                     'nothing (doc/source/upgrade.rst)' % broker_version)

@@ -25,7 +25,7 @@ from monasca_common.kafka import client_factory
 from monasca_common.kafka_lib import common as kafka_common
 from tests import waiting
 
-pytestmark = [pytest.mark.integration, pytest.mark.compat]
+pytestmark = [pytest.mark.integration, pytest.mark.compat, pytest.mark.core]
 
 
 def test_api_publishes_slices_through_the_factory(bootstrap_servers, topic):

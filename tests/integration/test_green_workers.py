@@ -290,11 +290,12 @@ def sync_figures(kafka, tmp_path_factory):
     return _FIGURES['sync']
 
 
+@pytest.mark.core
 @pytest.mark.parametrize('worker_class', ['eventlet', 'gevent'])
 def test_green_workers_publish_and_ride_out_an_outage(
         worker_class, sync_figures, controllable_kafka, make_topic,
         tmp_path):
-    green_runs.skip_unless_installed(worker_class)
+    green_runs.skip_unless_gunicorn_serves(worker_class)
     servers = controllable_kafka.bootstrap_servers
     topic = make_topic(partitions=2)
     server, load = load_phase(worker_class, servers, topic, tmp_path)
@@ -355,7 +356,21 @@ def test_green_workers_publish_and_ride_out_an_outage(
     finally:
         server.stop()
     log = server.log()
-    assert 'Assertion' not in log and 'Traceback' not in log, log[-3000:]
+    assert 'Assertion' not in log, log[-3000:]
+    assert not tracebacks_through_the_app(log), log[-3000:]
+
+
+def tracebacks_through_the_app(log):
+    """The tracebacks of ``log`` that pass through the library or the app.
+
+    gunicorn's own are left out: gunicorn 25.2's arbiter, under eventlet
+    0.40 on Python 3.13, ends with one from its control server's
+    ``Thread.join(timeout)``, which that eventlet makes raise.
+    """
+    blocks = log.split('Traceback (most recent call last):')[1:]
+    return [block for block in blocks
+            if 'monasca_common' in block.split('\n[', 1)[0] or
+            'green_api_app' in block.split('\n[', 1)[0]]
 
 
 @pytest.mark.compat
@@ -367,6 +382,7 @@ def test_every_client_in_a_patched_process_on_kafka(
                                     unreachable_servers))
 
 
+@pytest.mark.core
 @pytest.mark.parametrize('kind', ['eventlet', 'gevent'])
 def test_a_commit_to_a_silent_kafka_keeps_its_bound_and_the_hub(
         kind, controllable_kafka, make_topic):
@@ -395,7 +411,9 @@ def test_a_commit_to_a_silent_kafka_keeps_its_bound_and_the_hub(
             node.unpause()
         if child.poll() is None:
             child.kill()
-    report = json.loads(out.strip().splitlines()[-1])
+    lines = out.strip().splitlines()
+    assert lines, 'the child reported nothing: %s' % err[-3000:]
+    report = json.loads(lines[-1])
     print(report)
     assert report['taken'] == 100
     # commit_timeout is 2 s; the offsets stay pending (nothing committed).

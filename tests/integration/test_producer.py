@@ -47,6 +47,7 @@ class Recorder:
             return [e for e, _ in self.reports if e is not None]
 
 
+@pytest.mark.core
 def test_every_message_arrives_once_and_each_callback_fires_once(
         bootstrap_servers, make_topic):
     topic = make_topic(partitions=3)
@@ -88,6 +89,7 @@ def test_callbacks_arrive_without_another_call(bootstrap_servers, topic):
         assert result.done() and result.delivered == 1
 
 
+@pytest.mark.core
 def test_sync_publish_returns_after_acknowledgement(
         bootstrap_servers, topic):
     with kafka.KafkaProducer(bootstrap_servers) as producer:
@@ -99,6 +101,7 @@ def test_sync_publish_returns_after_acknowledgement(
                                                     (b'k', b'b')]
 
 
+@pytest.mark.core
 def test_payload_types(bootstrap_servers, topic):
     with kafka.KafkaProducer(bootstrap_servers) as producer:
         producer.publish(topic, ['text é', b'\x00bytes'], sync=True)
@@ -126,6 +129,7 @@ def test_oversized_message_is_refused_before_queueing(
         producer.publish(topic, b'still usable', sync=True)
 
 
+@pytest.mark.core
 def test_partial_bulk_failure_names_exactly_the_failed(
         bootstrap_servers, make_topic):
     # The broker refuses records over the topic's max.message.bytes; the
@@ -148,6 +152,7 @@ def test_partial_bulk_failure_names_exactly_the_failed(
     assert not stored & failed
 
 
+@pytest.mark.core
 def test_broker_unreachable_fails_every_message_in_time(unreachable_servers):
     recorder = Recorder()
     producer = kafka.KafkaProducer(unreachable_servers,

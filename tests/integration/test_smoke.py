@@ -17,7 +17,7 @@ import pytest
 from monasca_common import kafka
 from tests import waiting
 
-pytestmark = [pytest.mark.integration, pytest.mark.compat]
+pytestmark = [pytest.mark.integration, pytest.mark.compat, pytest.mark.core]
 
 
 def test_produce_and_consume_through_real_broker(bootstrap_servers, topic,

@@ -12,6 +12,9 @@
 
 """What the installed confluent-kafka offers, and the fallbacks."""
 
+import pathlib
+import re
+
 import confluent_kafka
 import pytest
 
@@ -20,12 +23,27 @@ from monasca_common.confluent_kafka import queueing
 from monasca_common.confluent_kafka import versions
 from monasca_common import kafka
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+RELEASES = ['2025.1', '2025.2', '2026.1', 'master']
+
+
+def _pins(path):
+    """{name: version tuple} of the ``==`` and ``===`` pins in ``path``."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        found = re.match(r'([A-Za-z0-9_.-]+)===?([0-9.]+)\s*$', line)
+        if found:
+            pins[found.group(1).lower()] = tuple(
+                int(part) for part in found.group(2).split('.'))
+    return pins
+
 
 def test_the_installed_version_is_read():
     installed = confluent_kafka.version()
     assert versions.INSTALLED == (installed[0] if isinstance(installed, tuple)
                                   else installed)
-    assert versions.VERSION[:2] >= (2, 6)
+    assert versions.VERSION >= _pins(ROOT / 'lower-constraints.txt')[
+        'confluent-kafka']
     assert versions.PRODUCE_BATCH == hasattr(confluent_kafka.Producer,
                                              'produce_batch')
 
@@ -75,3 +93,29 @@ def test_a_list_is_queued_in_order_with_or_without_produce_batch(
         assert sum(one_at_a_time) < len(payloads)
     else:
         assert one_at_a_time == [len(payloads)]
+
+
+def test_the_lower_bounds_are_the_oldest_release_pins():
+    """requirements.txt's bounds are the oldest release's pins.
+
+    lower-constraints.txt pins them (tox -e lower-constraints tests them),
+    and they are the oldest maintained OpenStack release's.
+    """
+    bounds = {}
+    for line in (ROOT / 'requirements.txt').read_text().splitlines():
+        found = re.match(r'([A-Za-z0-9_.-]+)>=([0-9.]+)', line)
+        if found:
+            bounds[found.group(1).lower()] = tuple(
+                int(part) for part in found.group(2).split('.'))
+    lowest = _pins(ROOT / 'lower-constraints.txt')
+    assert bounds and all(lowest[name] == version
+                          for name, version in bounds.items()), (bounds,
+                                                                 lowest)
+    oldest = _pins(ROOT / 'tools' / 'constraints' / (RELEASES[0] + '.txt'))
+    assert oldest and all(lowest[name] == version
+                          for name, version in oldest.items()), (oldest,
+                                                                 lowest)
+    for release in RELEASES:
+        pins = _pins(ROOT / 'tools' / 'constraints' / (release + '.txt'))
+        assert pins['confluent-kafka'] >= bounds['confluent-kafka']
+        assert pins['oslo.config'] >= bounds['oslo.config']
