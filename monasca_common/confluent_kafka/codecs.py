@@ -25,7 +25,9 @@ Avro while old and new producers both write to it:
   payload is reported as one this reader cannot decode;
 * anything else: JSON (UTF-8), the format of every Monasca service today.
 
-A payload that is none of these, or Avro of an unknown schema, never
+A payload that is none of these, or Avro of an unknown schema, or one a
+codec fails on in any way (JSON nested too deep for the standard
+library's decoder, a length claiming gigabytes, invalid UTF-8), never
 stops the reading loop: :meth:`EnvelopeDecoder.messages` reports it (log,
 callback, counter) with its topic, partition and offset, then skips it or
 hands over its raw bytes, as configured.
@@ -96,6 +98,10 @@ class JsonCodec:
             return self._loads(payload)
         except ValueError as exc:
             raise DecodeError('not JSON: %s' % exc) from None
+        except (RecursionError, MemoryError) as exc:
+            # Deep nesting: the standard library's decoder recurses.
+            raise DecodeError('not JSON this reader can hold: %s: %s'
+                              % (type(exc).__name__, exc)) from None
 
 
 def _stdlib_dumps(envelope: Envelope) -> bytes:
@@ -169,7 +175,7 @@ class AvroCodec:
             event = record['event']
             try:
                 event['payload'] = json.loads(event['payload'])
-            except ValueError as exc:
+            except (ValueError, RecursionError, MemoryError) as exc:
                 raise DecodeError('malformed event payload in Avro: %s'
                                   % exc) from None
         elif self.kind == 'alarm_state_transition':
@@ -233,8 +239,18 @@ class EnvelopeDecoder:
     def decode(self, payload: bytes) -> Envelope:
         """The envelope in ``payload``.
 
-        :raises DecodeError: no format and schema known here decodes it.
+        :raises DecodeError: no format and schema known here decodes it;
+            whatever a codec raised on the payload is said in it.
         """
+        try:
+            return self._decode(payload)
+        except DecodeError:
+            raise
+        except Exception as exc:  # a payload never raises anything else
+            raise DecodeError('undecodable payload: %s: %s'
+                              % (type(exc).__name__, exc)) from None
+
+    def _decode(self, payload: bytes) -> Envelope:
         if payload[:2] == SINGLE_OBJECT_MARKER:
             codec = self._avro.get(payload[2:_HEADER])
             if codec is None:
@@ -262,11 +278,13 @@ class EnvelopeDecoder:
         for message in messages:
             payload = message.value() or b''
             try:
-                yield message, self.decode(payload)
+                envelope = self.decode(payload)
             except DecodeError as exc:
                 self._report(message, payload, str(exc))
                 if self._on_bad == 'raw':
                     yield message, payload
+                continue
+            yield message, envelope
 
     def _report(self, message, payload: bytes, reason: str) -> None:
         self.bad += 1

@@ -165,6 +165,96 @@ def test_bad_payloads_are_reported_and_the_loop_goes_on(on_bad, caplog):
     assert 'metrics[3]@11' in caplog.text
 
 
+@pytest.mark.parametrize('library', ['json', 'orjson'])
+@pytest.mark.parametrize('payload', [
+    b'[' * 1000, b'{"a":' * 5000, b'[' * 100000,
+    # An event's payload is JSON inside the Avro record.
+    'avro event', 'not utf-8'])
+def test_a_payload_that_breaks_a_codec_is_a_bad_message(library, payload,
+                                                        caplog):
+    """Deep nesting raised RecursionError out of messages(): the loop died."""
+    if payload == 'avro event':
+        event = dict(ENVELOPES['event']['event'], payload=None)
+        record = dict(ENVELOPES['event'], event=event)
+        codec = codecs.AvroCodec('event')
+        # The writer's json.dumps is replaced: a payload no reader holds.
+        original = codecs.json.dumps
+        codecs.json.dumps = lambda value, **kw: '[' * 100000
+        try:
+            payload = codec.encode(record)
+        finally:
+            codecs.json.dumps = original
+    elif payload == 'not utf-8':
+        payload = b'{"a": "\xff\xfe"}'
+    good = codecs.JsonCodec().encode(ENVELOPES['log'])
+    reported = []
+    decoder = codecs.EnvelopeDecoder(json_library=library,
+                                     callback=reported.append)
+    out = list(decoder.messages([FakeMessage(payload, 5),
+                                 FakeMessage(good, 6)]))
+    assert [(m.offset(), e) for m, e in out] == [(6, ENVELOPES['log'])]
+    assert decoder.bad == 1
+    assert [(b.topic, b.partition, b.offset) for b in reported] == [
+        ('metrics', 3, 5)]
+    assert 'metrics[3]@5' in caplog.text
+
+
+def _varint(number):
+    """Avro's zig-zag varint of ``number``."""
+    number = (number << 1) ^ (number >> 63)
+    out = bytearray()
+    while True:
+        byte, number = number & 0x7f, number >> 7
+        out.append(byte | 0x80 if number else byte)
+        if not number:
+            return bytes(out)
+
+
+def _near_misses(payload, random):
+    """Truncations, bytes changed, huge lengths and counts, bad UTF-8."""
+    for cut in range(len(payload)):
+        yield payload[:cut]
+    for at in range(len(payload)):
+        for byte in (b'\x00', b'\x7f', b'\x80', b'\xff'):
+            yield payload[:at] + byte + payload[at + 1:]
+        for length in (-1, 2 ** 31, 2 ** 62, -2 ** 62):
+            yield payload[:at] + _varint(length) + payload[at:]
+        yield payload[:at] + b'\xed\xa0\x80\xc3' + payload[at:]
+    for _ in range(200):
+        yield payload[:random.randrange(len(payload))] + bytes(
+            random.randrange(256) for _ in range(random.randrange(64)))
+
+
+@pytest.mark.parametrize('kind', sorted(ENVELOPES))
+def test_no_payload_makes_the_decoder_raise_anything_else(kind):
+    """A fuzzer: every near miss of every format decodes or is reported."""
+    import random as random_module
+    random = random_module.Random(kind)
+    decoder = codecs.EnvelopeDecoder(json_library='json')
+    fast = codecs.EnvelopeDecoder(json_library='orjson')
+    payloads = []
+    for codec in codecs_for(kind):
+        payloads.extend(_near_misses(codec.encode(ENVELOPES[kind]), random))
+    payloads.extend(bytes(random.randrange(256)
+                          for _ in range(random.randrange(200)))
+                    for _ in range(500))
+    for depth in (100, 1000, 100000):
+        payloads += [b'[' * depth, b'{"a":' * depth,
+                     b'{"metric": ' + b'[' * depth + b'1' + b']' * depth,
+                     b'[' * depth + b']' * depth]
+    for reader in (decoder, fast):
+        failed = 0
+        for payload in payloads:
+            try:
+                assert isinstance(reader.decode(payload), dict)
+            except codecs.DecodeError:
+                failed += 1
+        messages = [FakeMessage(p, n) for n, p in enumerate(payloads)]
+        out = list(reader.messages(messages))
+        assert len(out) == len(payloads) - failed
+        assert reader.bad == failed > 0
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(errors.ConfigurationError, match='no Avro schema'):
         codecs.AvroCodec('metrics')
