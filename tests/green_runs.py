@@ -20,6 +20,8 @@ import sys
 
 import pytest
 
+from monasca_common.confluent_kafka import versions
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -68,7 +70,11 @@ def check(report):
     assert report['consumed'] == total and report['lag'] == 0
     if 'two_members_taken' in report:  # on Kafka
         assert report['two_members_taken'] == total
-        assert report['two_members_repeated'] == 0
+        # librdkafka before 2.10 takes a commit that meets the second
+        # member's join (ILLEGAL_GENERATION) for a lost assignment: the
+        # message each member was committing is read again.
+        assert report['two_members_repeated'] <= (
+            0 if versions.VERSION >= (2, 10) else 2), report
         assert all(report['two_members_split']), report['two_members_split']
         assert report['two_members_lag'] == 0
     assert report['refused_with'] == 'PublishUnavailableError'
