@@ -73,6 +73,8 @@ Process = typing.Callable[[typing.List[Message]], typing.Iterable[Output]]
 
 # One wait for messages: so long stop() may take to be seen.
 _CONSUME_SLICE = 0.5
+# Another transactional call still in progress inside librdkafka.
+_CONFLICT = KafkaError._CONFLICT
 
 
 def next_offsets(batch: list) -> list[TopicPartition]:
@@ -367,15 +369,22 @@ class Processor:
         self._producer.poll(0)
 
     def _transactional(self, call, *args):
-        """``call(*args)``, retried while Kafka says it may pass."""
+        """``call(*args)``, retried while Kafka says it may pass.
+
+        A call that timed out (``send_offsets_to_transaction`` while a
+        leader moves) goes on inside librdkafka, which refuses the next
+        one (an abort) as ``_CONFLICT`` until it ended: that is waited
+        out too: given up at once, the abort left the transaction open.
+        """
         deadline = time.monotonic() + self._call_timeout
         while True:
             try:
                 return call(*args)
             except confluent_kafka.KafkaException as exc:
                 err = exc.args[0]
-                if err.retriable() and time.monotonic() < deadline and \
-                        not err.txn_requires_abort():
+                passing = (err.retriable() and not err.txn_requires_abort()
+                           ) or err.code() == _CONFLICT
+                if passing and time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue
                 errors.raise_for_transaction(err, self.transactional_id)

@@ -62,13 +62,21 @@ def test_producer_queue_rises_then_drains_and_counts_every_delivery(
         assert 0 < queued <= 50000
         assert producer.flush(60) == 0
 
+        seen = []
+
         def settled():
             snapshot = producer.metrics()
+            seen[:] = [snapshot]
             return (snapshot.statistics_age is not None and
                     snapshot.statistics_age < 0.2 and
                     snapshot['queue.bytes'] == 0 and snapshot.brokers and
                     snapshot)
-        after = waiting.until(settled, 15, 'statistics after the flush')
+        try:
+            after = waiting.until(settled, 15, 'statistics after the flush')
+        except waiting.Timeout:
+            raise AssertionError('no fresh statistics of an empty queue '
+                                 'after the flush; the last snapshot: %s'
+                                 % (seen[0].as_dict(),)) from None
     assert after['queue.messages'] == 0
     assert after['inflight.messages'] == 0
     assert after['published.messages'] == after['delivered.messages'] \

@@ -12,6 +12,7 @@
 
 """The processor's bookkeeping and argument checks, without a broker."""
 
+import confluent_kafka
 import pytest
 
 from monasca_common.confluent_kafka import errors
@@ -186,3 +187,37 @@ def test_the_option_turns_it_on(tmp_path):
     assert opts.exactly_once(False, conf) is False
     # Not a librdkafka property.
     assert 'exactly.once' not in opts.client_properties('producer', conf)
+
+
+class _AbortAfterAConflict:
+    """An abort refused while a timed-out call goes on, then taken."""
+
+    def __init__(self, conflicts):
+        self.conflicts, self.aborts = conflicts, 0
+
+    def abort_transaction(self, timeout):
+        self.aborts += 1
+        if self.aborts <= self.conflicts:
+            raise confluent_kafka.KafkaException(confluent_kafka.KafkaError(
+                confluent_kafka.KafkaError._CONFLICT))
+
+
+def test_an_abort_waits_out_a_call_still_in_progress(caplog):
+    """An abort refused as _CONFLICT is tried again until its deadline.
+
+    Given up at once, it left the transaction open: after a leader kill
+    the processor logged that and copied nothing more.
+    """
+    processor = transactions.Processor('127.0.0.1:1', 'g', 'in',
+                                       lambda batch: [], instance_id='i')
+    real = processor._producer
+    try:
+        processor._producer = _AbortAfterAConflict(conflicts=3)
+        processor._in_transaction = True
+        processor._abort()
+        assert processor._producer.aborts == 4
+        assert not processor._in_transaction
+        assert 'aborting the transaction failed' not in caplog.text
+    finally:
+        processor._producer = real
+        processor.close(1)
